@@ -1,0 +1,86 @@
+"""The ``fieldfit`` command line (tyro): one subcommand per job.
+
+Errors in input files or options are printed as one line (``fieldfit: error: ...``) with exit
+code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import sys
+
+from .commands.demo import DemoCommand
+from .commands.image import ImageCommand
+
+COMMANDS = {
+    "image": ImageCommand,
+    "demo": DemoCommand,
+}
+
+_BOX = re.compile(r"^[\s│╭╮╰╯─-]*|[\s│╭╮╰╯─-]*$")
+
+
+def _condense_parse_error(text: str) -> str:
+    """The message of tyro's boxed error: the block after the box title, on one line."""
+    blocks: list[list[str]] = [[]]
+    for raw in text.splitlines():
+        line = _BOX.sub("", raw)
+        if line:
+            blocks[-1].append(line)
+        elif blocks[-1] and set(raw.strip()) <= set("│╭╮╰╯─-"):
+            blocks.append([])
+    blocks = [b for b in blocks if b and not b[0].startswith("usage:")]
+    if not blocks:
+        return "invalid command line (see --help)"
+    return " ".join(blocks[1] if len(blocks) > 1 else blocks[0])
+
+
+def _parse(argv: list[str]):
+    import tyro
+
+    debug = "--debug" in argv
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return tyro.extras.subcommand_cli_from_dict(
+                COMMANDS, prog="fieldfit", args=argv,
+                description="fieldfit: fit neural fields to images, SDFs and posed photos.")
+    except ValueError as error:  # a config's own validation (e.g. --steps -3)
+        if debug:
+            raise
+        sys.stderr.write(f"fieldfit: error: {error}\n")
+        raise SystemExit(2) from None
+    except SystemExit as exit_:
+        sys.stdout.write(out.getvalue())
+        if exit_.code in (0, None) or debug:
+            sys.stderr.write(err.getvalue())
+        else:
+            sys.stderr.write(f"fieldfit: error: {_condense_parse_error(err.getvalue())}\n")
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="fieldfit: %(message)s", stream=sys.stderr)
+    try:
+        command = _parse(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        command.run()
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as err:  # UserError, SceneError, ConfigError, I/O failures
+        if getattr(command, "debug", False):
+            raise
+        message = " ".join(str(err).split())
+        sys.stderr.write(f"fieldfit: error: {message}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

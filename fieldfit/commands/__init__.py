@@ -1,0 +1,1 @@
+"""CLI subcommands: one dataclass per command, each with a ``run()`` method."""

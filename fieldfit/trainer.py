@@ -1,0 +1,230 @@
+"""The task-agnostic training loop: optimiser groups, schedule, progress, eval, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from fieldfit.fields import to_dict
+
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from .errors import UserError
+from .metrics import psnr_from_mse
+from .schedule import lr_factor
+from .tasks.base import Task
+
+log = logging.getLogger("fieldfit")
+
+DEFAULT_STEPS = 2000
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and run control shared by every task."""
+
+    steps: int | None = None
+    """training steps (default 2000 unless --seconds is given)"""
+    seconds: float | None = None
+    """wall-clock budget in seconds (stops at whichever of steps/seconds comes first)"""
+    lr_encoding: float = 1e-2
+    """learning rate of encodings (grids, planes, RBF weights)"""
+    lr_decoder: float = 1e-2
+    """learning rate of decoders (MLPs)"""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas"""
+    eps: float = 1e-15
+    """Adam epsilon"""
+    schedule: Literal["cosine", "exponential", "constant"] = "cosine"
+    """lr decay over the run"""
+    warmup_steps: int = 50
+    """linear lr warm-up steps"""
+    final_lr_factor: float = 0.03
+    """lr at the end of the run, relative to the start"""
+    eval_every: int = 0
+    """evaluate every N steps (0: only at the end)"""
+    checkpoint_every: int = 500
+    """write a checkpoint every N steps (and at the end, and on Ctrl-C)"""
+    log_every: int = 25
+    """append a line to metrics.jsonl every N steps"""
+    seed: int = 0
+    """seed of parameter init and of every sampler"""
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 0:
+            raise UserError(f"--steps {self.steps}: must be >= 0")
+        if self.seconds is not None and not self.seconds > 0:
+            raise UserError(f"--seconds {self.seconds}: must be > 0")
+        for name in ("lr_encoding", "lr_decoder"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{name.replace('_', '-')}: must be > 0")
+        for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
+
+    @property
+    def total_steps(self) -> int | None:
+        if self.steps is None and self.seconds is None:
+            return DEFAULT_STEPS
+        return self.steps
+
+
+class Trainer:
+    """Fits a :class:`Task`; writes ``metrics.jsonl`` and checkpoints into ``out_dir``."""
+
+    def __init__(self, task: Task, config: TrainerConfig, out_dir: Path, progress: bool = True):
+        self.task, self.config, self.out_dir = task, config, Path(out_dir)
+        self.progress = progress
+        self.generator = torch.Generator().manual_seed(config.seed)
+        lrs = {"encoding": config.lr_encoding, "decoder": config.lr_decoder}
+        groups = []
+        for g in task.param_groups():
+            if g.lr_key not in lrs:
+                raise ValueError(f"param group {g.name!r}: unknown lr key {g.lr_key!r}")
+            groups.append({"params": g.params, "lr": lrs[g.lr_key] * g.lr_mult, "name": g.name})
+        self.optimizer = torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+
+    # -- checkpoints -------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def meta(self) -> dict:
+        return {
+            "task": self.task.name,
+            "task_config": self.task.config_dict(),
+            "trainer_config": to_dict(self.config),
+            "step": self.step,
+            "elapsed": self.elapsed,
+        }
+
+    def save(self) -> None:
+        tensors, groups = optimizer_to_tensors(self.optimizer)
+        meta = {**self.meta(), "optimizer_groups": groups}
+        ckpt = Checkpoint(meta=meta, model=self.task.model.state_dict(), optimizer=tensors,
+                          rng=self.generator.get_state())
+        save_checkpoint(self.checkpoint_path, ckpt)
+
+    def resume(self, path: Path | None = None) -> None:
+        """Restore model, optimiser, RNG, step and elapsed time from a checkpoint."""
+        path = Path(path or self.checkpoint_path)
+        ckpt = load_checkpoint(path)
+        if ckpt.meta.get("task") != self.task.name:
+            raise UserError(f"{path}: checkpoint is of task {ckpt.meta.get('task')!r}, "
+                            f"not {self.task.name!r}")
+        if ckpt.meta.get("task_config") != json.loads(json.dumps(self.task.config_dict())):
+            raise UserError(f"{path}: checkpoint was made with a different task/field config; "
+                            "use the same options or a new --out")
+        try:
+            self.task.model.load_state_dict(ckpt.model)
+            self.optimizer.load_state_dict(
+                optimizer_from_tensors(ckpt.optimizer, ckpt.meta["optimizer_groups"]))
+        except (RuntimeError, KeyError, ValueError) as err:
+            reason = str(err).splitlines()[0]
+            raise UserError(f"{path}: checkpoint does not match this model ({reason})") from None
+        if ckpt.rng is not None:
+            self.generator.set_state(ckpt.rng)
+        self.step = int(ckpt.meta["step"])
+        self.elapsed = float(ckpt.meta["elapsed"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # -- loop --------------------------------------------------------------------------
+    def _progress(self) -> float:
+        fractions = []
+        if self.config.total_steps:
+            fractions.append(self.step / self.config.total_steps)
+        if self.config.seconds:
+            fractions.append(self.elapsed / self.config.seconds)
+        return max(fractions) if fractions else 0.0
+
+    def _done(self) -> bool:
+        total = self.config.total_steps
+        if total is not None and self.step >= total:
+            return True
+        return self.config.seconds is not None and self.elapsed >= self.config.seconds
+
+    def _set_lr(self) -> float:
+        c = self.config
+        factor = lr_factor(c.schedule, self._progress(), self.step, c.warmup_steps,
+                           c.final_lr_factor)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        return factor
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def fit(self) -> dict[str, float]:
+        """Train until the step or time budget is spent; returns the final evaluation.
+
+        Ctrl-C writes a checkpoint and re-raises KeyboardInterrupt, so ``--resume`` continues.
+        Non-finite losses stop the run with an error instead of training on garbage.
+        """
+        from tqdm import tqdm
+
+        c = self.config
+        bar = tqdm(total=c.total_steps, initial=self.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        self.task.model.train()
+        try:
+            while not self._done():
+                t0 = time.perf_counter()
+                factor = self._set_lr()
+                self.task.before_step(self.step)
+                terms = self.task.train_step(self.step, self.generator)
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    raise UserError(f"loss became {loss.item()} at step {self.step}; last good "
+                                    f"checkpoint: {self.checkpoint_path} (try a lower lr)")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                self.elapsed += time.perf_counter() - t0
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                if "mse" in values:
+                    values["psnr"] = psnr_from_mse(values["mse"])
+                bar.update(1)
+                if self.step % max(c.log_every, 1) == 0 or self._done():
+                    post = {k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "psnr")}
+                    if c.seconds and not c.steps:
+                        post["left"] = f"{max(c.seconds - self.elapsed, 0):.0f}s"
+                    bar.set_postfix(post, refresh=False)
+                    self._log({"step": self.step, "time": round(self.elapsed, 3),
+                               "lr_factor": factor, **values})
+                if c.eval_every and self.step % c.eval_every == 0 and not self._done():
+                    self._log({"step": self.step, "time": round(self.elapsed, 3),
+                               "eval": self.task.evaluate()})
+                    self.task.model.train()
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            raise
+        bar.close()
+        self.save()
+        result = self.task.evaluate()
+        self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
+        steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
+        log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)
+        return {**result, "steps": self.step, "seconds": self.elapsed, "steps_per_s": steps_per_s}

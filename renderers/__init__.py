@@ -1,0 +1,3 @@
+"""Renderers: cameras and rays, ray marching, volume rendering, mesh extraction."""
+
+__all__: list[str] = []
