@@ -13,10 +13,20 @@ import re
 import sys
 
 from .commands.demo import DemoCommand
+from .commands.eval import EvalCommand
 from .commands.image import ImageCommand
+from .commands.mesh import MeshCommand
+from .commands.nerf import NerfCommand
+from .commands.render import RenderCommand
+from .commands.sdf import SdfCommand
 
 COMMANDS = {
     "image": ImageCommand,
+    "sdf": SdfCommand,
+    "mesh": MeshCommand,
+    "nerf": NerfCommand,
+    "render": RenderCommand,
+    "eval": EvalCommand,
     "demo": DemoCommand,
 }
 

@@ -41,6 +41,20 @@ def write_image(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda p: iio.imwrite(p, image, extension=Path(path).suffix))
 
 
+MESH_FORMATS = (".ply", ".obj")
+
+
+def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh, (n, 3) vertices and (m, 3) faces, as PLY or OBJ (by suffix)."""
+    import trimesh
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in MESH_FORMATS:
+        raise UserError(f"{path}: mesh format {suffix!r} not supported; use {MESH_FORMATS}")
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    atomic_write(path, lambda p: mesh.export(p, file_type=suffix[1:]))
+
+
 def prepare_out_dir(out: Path) -> Path:
     """Create ``out`` and check it is writable; UserError naming it otherwise."""
     out = Path(out)

@@ -30,6 +30,7 @@ from .tasks.base import Task
 log = logging.getLogger("fieldfit")
 
 DEFAULT_STEPS = 2000
+DEFAULT_LR = 1e-2
 
 
 @dataclass
@@ -40,10 +41,11 @@ class TrainerConfig:
     """training steps (default 2000 unless --seconds is given)"""
     seconds: float | None = None
     """wall-clock budget in seconds (stops at whichever of steps/seconds comes first)"""
-    lr_encoding: float = 1e-2
-    """learning rate of encodings (grids, planes, RBF weights)"""
-    lr_decoder: float = 1e-2
-    """learning rate of decoders (MLPs)"""
+    lr_encoding: float | None = None
+    """learning rate of encodings (grids, planes, RBF weights); default: the field preset's
+    recommendation, else 1e-2"""
+    lr_decoder: float | None = None
+    """learning rate of decoders (MLPs); default: the field preset's recommendation, else 1e-2"""
     betas: tuple[float, float] = (0.9, 0.99)
     """Adam betas"""
     eps: float = 1e-15
@@ -69,7 +71,7 @@ class TrainerConfig:
         if self.seconds is not None and not self.seconds > 0:
             raise UserError(f"--seconds {self.seconds}: must be > 0")
         for name in ("lr_encoding", "lr_decoder"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be > 0")
         for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
             if getattr(self, name) < 0:
@@ -89,13 +91,16 @@ class Trainer:
         self.task, self.config, self.out_dir = task, config, Path(out_dir)
         self.progress = progress
         self.generator = torch.Generator().manual_seed(config.seed)
-        lrs = {"encoding": config.lr_encoding, "decoder": config.lr_decoder}
+        chosen = {"encoding": config.lr_encoding, "decoder": config.lr_decoder}
+        lrs = {"encoding": DEFAULT_LR, "decoder": DEFAULT_LR, **task.lr_defaults(),
+               **{key: lr for key, lr in chosen.items() if lr is not None}}
         groups = []
         for g in task.param_groups():
             if g.lr_key not in lrs:
                 raise ValueError(f"param group {g.name!r}: unknown lr key {g.lr_key!r}")
             groups.append({"params": g.params, "lr": lrs[g.lr_key] * g.lr_mult, "name": g.name})
-        self.optimizer = torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
+        # fused: one kernel over all parameters, ~10x faster than the default loop on a CPU
+        self.optimizer = torch.optim.Adam(groups, betas=config.betas, eps=config.eps, fused=True)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.step = 0
         self.elapsed = 0.0

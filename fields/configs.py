@@ -9,6 +9,7 @@ keys and unknown kinds are errors, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -45,6 +46,14 @@ def to_dict(config: Any) -> Any:
     return config
 
 
+def _is_tuple_hint(hint: Any) -> bool:
+    """``tuple[...]``, alone or in a union such as ``tuple[float, float] | None``."""
+    if typing.get_origin(hint) is tuple:
+        return True
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and any(
+        typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
+
+
 def from_dict(cls: type | None, data: Any, where: str = "config") -> Any:
     """Rebuild a dataclass of type ``cls`` (or of the registered ``kind`` in ``data``)."""
     if isinstance(data, dict) and "kind" in data:
@@ -68,8 +77,8 @@ def from_dict(cls: type | None, data: Any, where: str = "config") -> Any:
         sub = hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
         if isinstance(value, dict) and (sub is not None or "kind" in value):
             value = from_dict(sub, value, f"{where}.{key}")
-        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
-            value = tuple(value)
+        elif isinstance(value, list) and _is_tuple_hint(hint):
+            value = tuple(from_dict(None, v, f"{where}.{key}[{i}]") for i, v in enumerate(value))
         kwargs[key] = value
     try:
         return cls(**kwargs)

@@ -27,6 +27,9 @@ class FieldConfig:
 
     encoding: Any
     decoder: Any = field(default_factory=MLPConfig)
+    lr: dict[str, float] = field(default_factory=dict)
+    """recommended learning rate per lr key ("encoding", "decoder"); a trainer uses them where
+    the user sets none"""
 
     def build(self, dims: int, out_dims: int, aabb: torch.Tensor | None = None) -> Field:
         encoding = self.encoding.build(dims)
@@ -37,8 +40,9 @@ class FieldConfig:
 class Field(nn.Module):
     """Maps (n, dims) points inside ``aabb`` to (n, out_dims) outputs.
 
-    Points are normalised to [0, 1]^dims before the encoding. ``cond`` (n, c) is an optional
-    per-point conditioning coordinate handed to the decoder (CAM modulates on it).
+    Points are normalised to [0, 1]^dims before the encoding. ``cond`` (n, c) is a per-point
+    conditioning coordinate handed to the decoder (CAM modulates on it); it defaults to the
+    normalised point.
     """
 
     def __init__(
@@ -58,7 +62,25 @@ class Field(nn.Module):
         return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(self.encoding(self.normalize(x)), cond)
+        x = self.normalize(x)
+        return self.decoder(self.encoding(x), x if cond is None else cond)
+
+    def adaptive_modules(self) -> list[nn.Module]:
+        """Submodules that place themselves from target samples (``init_from_samples``)."""
+        return [m for m in self.modules() if m is not self and hasattr(m, "init_from_samples")]
+
+    def init_from_samples(self, x: torch.Tensor, weights: torch.Tensor,
+                          training_points: bool = False) -> None:
+        """Initialise the adaptive submodules (e.g. NeuRBF kernels) from weighted samples.
+
+        Args:
+            x: (n, dims) sample points in world coordinates.
+            weights: (n,) importance >= 0 (image gradient, 1/|sdf|, density x colour gradient).
+            training_points: ``x`` are the fixed training points, so per-point lookups (nearest
+                kernels) may be precomputed for them.
+        """
+        for module in self.adaptive_modules():
+            module.init_from_samples(self.normalize(x), weights, training_points=training_points)
 
     def param_groups(self) -> list[ParamGroup]:
         """Encoding and decoder parameters as separate groups (encodings take a higher lr)."""

@@ -23,9 +23,11 @@ def corner_offsets(dims: int, device=None) -> torch.Tensor:
 
 
 def level_scale(level: int, base_res: int, per_level_scale: float) -> float:
-    """Grid scale of a level, computed in float32 exactly as tiny-cuda-nn does."""
-    log2_scale = torch.tensor(math.log2(per_level_scale), dtype=torch.float32)
-    s = torch.exp2(torch.tensor(float(level), dtype=torch.float32) * log2_scale) * base_res - 1.0
+    """Grid scale of a level, computed in float32 exactly as tiny-cuda-nn does (on the CPU,
+    so layouts can be made under a ``torch.device("meta")`` context)."""
+    log2_scale = torch.tensor(math.log2(per_level_scale), dtype=torch.float32, device="cpu")
+    level_t = torch.tensor(float(level), dtype=torch.float32, device="cpu")
+    s = torch.exp2(level_t * log2_scale) * base_res - 1.0
     return float(s)
 
 

@@ -36,6 +36,9 @@ class HashGridLayout:
     dims: int
     n_features: int
     levels: tuple[LevelSpec, ...]
+    base_res: int
+    per_level_scale: float
+    log2_table: int
 
     @property
     def n_entries(self) -> int:
@@ -63,7 +66,8 @@ def make_layout(
         size = min(_next_multiple(min(res**dims, 2**31), 8), 2**log2_table)
         levels.append(LevelSpec(scale=scale, resolution=res, size=size, offset=offset))
         offset += size
-    return HashGridLayout(dims=dims, n_features=n_features, levels=tuple(levels))
+    return HashGridLayout(dims=dims, n_features=n_features, levels=tuple(levels),
+                          base_res=base_res, per_level_scale=per_level, log2_table=log2_table)
 
 
 def hash_encode_torch(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) -> torch.Tensor:
@@ -105,7 +109,7 @@ class HashGridConfig:
     init_scale: float = 1e-4
     """table initialised uniform in [-init_scale, init_scale]"""
     backend: str = "auto"
-    """torch (reference), fast CPU, triton, tcnn, or auto (best available)"""
+    """torch (reference), cpp (fast CPU), triton, tcnn, or auto (best available on the device)"""
 
     name: ClassVar[str] = "hashgrid"
 

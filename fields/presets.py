@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
+from .budget import fit_budget
 from .field import FieldConfig
 from .frequency import FrequencyConfig
 from .hashgrid import HashGridConfig
 from .mlp import MLPConfig
+from .representations import (
+    cam_preset,
+    dense_preset,
+    mlp_preset,
+    rbf_preset,
+    triplane_preset,
+    triplane_recipe_preset,
+)
 
 
 @dataclass
@@ -25,24 +35,52 @@ class PresetContext:
     """hash-table size for grid-based presets"""
     backend: str = "auto"
     """hash-grid backend"""
+    budget: int | None = None
+    """target parameter count (trainable and frozen); None: each preset's own size"""
+    out_dims: int = 3
+    """decoder outputs (counted against the budget)"""
 
 
 def _grid(ctx: PresetContext) -> FieldConfig:
-    enc = HashGridConfig(
-        n_levels=16, n_features=2, log2_table=ctx.log2_table, base_res=16,
-        max_res=max(ctx.max_res, 16), backend=ctx.backend,
-    )
-    return FieldConfig(encoding=enc, decoder=MLPConfig(width=64, n_hidden=2))
+    """16 levels x 2 features, 16 to max_res; a budget picks the table size and the coarsest
+    resolution (then the level count, if needed) nearest to it."""
+
+    def make(base_res: int, log2_table: int = ctx.log2_table, n_levels: int = 16):
+        enc = HashGridConfig(
+            n_levels=n_levels, n_features=2, log2_table=log2_table, base_res=base_res,
+            max_res=max(ctx.max_res, 16), backend=ctx.backend,
+        )
+        # NeRF: Instant-NGP's one-hidden-layer density network (colour has its own MLP)
+        n_hidden = 1 if ctx.task == "nerf" else 2
+        return FieldConfig(encoding=enc, decoder=MLPConfig(width=64, n_hidden=n_hidden))
+
+    if ctx.budget is None:
+        return make(16)
+    options = [{"log2_table": t, "n_levels": n} for n in (16, 14, 18, 12, 20)
+               for t in range(8, 25)]
+    return fit_budget(make, range(2, min(max(ctx.max_res, 16), 64) + 1), ctx.budget, ctx.dims,
+                      ctx.out_dims, options)
 
 
 def _frequency_mlp(ctx: PresetContext) -> FieldConfig:
-    return FieldConfig(encoding=FrequencyConfig(n_frequencies=10),
-                       decoder=MLPConfig(width=256, n_hidden=3))
+    def make(width: int) -> FieldConfig:
+        return FieldConfig(encoding=FrequencyConfig(n_frequencies=10),
+                           decoder=MLPConfig(width=width, n_hidden=3))
+
+    if ctx.budget is None:
+        return make(256)
+    return fit_budget(make, range(1, 8193), ctx.budget, ctx.dims, ctx.out_dims)
 
 
 FIELD_PRESETS: dict[str, Callable[[PresetContext], FieldConfig]] = {
     "grid": _grid,
     "frequency": _frequency_mlp,
+    "dense": dense_preset,
+    "triplane": triplane_preset,
+    "triplane-recipe": triplane_recipe_preset,
+    "rbf": partial(rbf_preset, reference=_grid),
+    "cam": cam_preset,
+    "mlp": mlp_preset,
 }
 
 

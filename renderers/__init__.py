@@ -1,3 +1,35 @@
 """Renderers: cameras and rays, ray marching, volume rendering, mesh extraction."""
 
-__all__: list[str] = []
+from .cameras import (
+    Cameras,
+    Rays,
+    focal_from_fov,
+    image_rays,
+    look_at,
+    make_cameras,
+    orbit_path,
+    pixel_rays,
+    rays_to_ndc,
+    spiral_path,
+)
+from .marching import filter_visible, march_rays, ray_aabb_intersect, sample_along_rays
+from .occupancy import OccupancyConfig, OccupancyGrid
+from .packed import RaySamples, accumulate_along_rays, exclusive_cumsum, segment_counts
+from .render import MarchOptions, render_rays
+from .volume import (
+    RenderOutput,
+    composite,
+    render_samples,
+    visible_samples,
+    weights_from_alpha,
+    weights_from_density,
+)
+
+__all__ = [
+    "Cameras", "MarchOptions", "OccupancyConfig", "OccupancyGrid", "Rays", "RaySamples",
+    "RenderOutput", "accumulate_along_rays", "composite", "exclusive_cumsum", "filter_visible",
+    "focal_from_fov", "image_rays", "look_at", "make_cameras", "march_rays", "orbit_path",
+    "pixel_rays", "ray_aabb_intersect", "rays_to_ndc", "render_rays", "render_samples",
+    "sample_along_rays", "segment_counts", "spiral_path", "visible_samples",
+    "weights_from_alpha", "weights_from_density",
+]

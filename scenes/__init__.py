@@ -1,9 +1,12 @@
 """Scene loaders and samplers: images, posed photo collections, meshes."""
 
 from .images import ALPHA_MODES, ImageTarget, SceneError, load_image, pixel_coords, sample_pixels
+from .nerf_scene import NerfScene, SceneOptions, SceneSplit, load_nerf_scene
 from .procedural_image import procedural_image
+from .procedural_scene import write_procedural_scene
 
 __all__ = [
     "ALPHA_MODES", "ImageTarget", "SceneError", "load_image", "pixel_coords",
     "procedural_image", "sample_pixels",
+    "NerfScene", "SceneOptions", "SceneSplit", "load_nerf_scene", "write_procedural_scene",
 ]

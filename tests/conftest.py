@@ -20,6 +20,15 @@ def shared_data(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def procedural_scene(tmp_path_factory) -> Path:
+    """A small generated Blender-format scene (32 x 32 images), written once per session."""
+    from fieldfit.scenes import write_procedural_scene
+
+    return write_procedural_scene(tmp_path_factory.mktemp("procedural"), size=32, n_train=24,
+                                  n_test=4)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -39,15 +39,16 @@ def test_broken_encoder_cannot_reach_floor(tmp_path):
     assert result["psnr"] < 20.0
 
 
-def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loss", ["mse", "mse+s3im"])  # S3IM permutes with the trainer RNG
+def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, loss):
     cfg = TrainerConfig(steps=40, checkpoint_every=0, warmup_steps=5)
     torch.manual_seed(1)
-    full = small_task()
+    full = small_task(loss=loss)
     (tmp_path / "full").mkdir()
     Trainer(full, cfg, tmp_path / "full", progress=False).fit()
 
     torch.manual_seed(1)
-    part = small_task()
+    part = small_task(loss=loss)
     original = part.train_step
 
     def interrupt_at_17(step, generator):
@@ -62,7 +63,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "part").meta["step"] == 17
 
     torch.manual_seed(123)  # a different init, fully replaced by the checkpoint
-    resumed = small_task()
+    resumed = small_task(loss=loss)
     trainer = Trainer(resumed, cfg, tmp_path / "part", progress=False)
     trainer.resume()
     trainer.fit()

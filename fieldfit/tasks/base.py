@@ -38,6 +38,10 @@ class Task(ABC):
     def before_step(self, step: int) -> None:  # noqa: B027  (optional hook)
         """Called before every training step (e.g. occupancy-grid updates)."""
 
+    def lr_defaults(self) -> dict[str, float]:
+        """Learning rates per lr key recommended by the field (used where the user sets none)."""
+        return {}
+
     @abstractmethod
     def evaluate(self) -> dict[str, float]:
         """Held-out or full-target metrics."""

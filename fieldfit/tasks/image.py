@@ -9,8 +9,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from fieldfit.fields import FieldConfig, PresetContext, field_preset, to_dict
-from fieldfit.losses import parse_loss
+from fieldfit.fields import FieldConfig, PresetContext, field_preset, image_weights, to_dict
+from fieldfit.losses import S3IMOptions, parse_loss
 from fieldfit.scenes import ImageTarget, sample_pixels
 
 from ..io import write_image, write_json
@@ -19,8 +19,8 @@ from .base import ParamGroup, Task
 
 
 @dataclass
-class ImageTaskConfig:
-    """Image fitting options."""
+class ImageTaskConfig(S3IMOptions):
+    """Image fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
 
     field: str = "grid"
     """field preset (see `fieldfit image --help` for the list)"""
@@ -34,10 +34,14 @@ class ImageTaskConfig:
     """loss terms joined by '+', e.g. mse, relative_l2, mse+s3im"""
     eval_chunk: int = 2**16
     """pixels per forward pass at evaluation"""
+    params: int | None = None
+    """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
+        if self.params is not None and self.params < 1:
+            raise ValueError(f"--params {self.params}: must be >= 1")
 
 
 class ImageTask(Task):
@@ -49,12 +53,17 @@ class ImageTask(Task):
                  field_config: FieldConfig | None = None):
         self.target, self.config = target, config
         ctx = PresetContext(task="image", dims=2, max_res=max(target.height, target.width),
-                            log2_table=config.log2_table, backend=config.backend)
+                            log2_table=config.log2_table, backend=config.backend,
+                            budget=config.params, out_dims=target.channels)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.model = self.field_config.build(dims=2, out_dims=target.channels)
         self.coords = target.coords()
         self.values = target.values()
-        self.loss = parse_loss(config.loss)
+        if self.model.adaptive_modules():  # e.g. NeuRBF kernels placed by image gradient
+            self.model.init_from_samples(self.coords, image_weights(target.image),
+                                         training_points=True)
+        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
+                               batch_size=config.batch_size)
 
     def config_dict(self) -> dict:
         return {"task": to_dict(self.config), "field": to_dict(self.field_config),
@@ -63,11 +72,14 @@ class ImageTask(Task):
     def param_groups(self) -> list[ParamGroup]:
         return self.model.param_groups()
 
+    def lr_defaults(self) -> dict[str, float]:
+        return dict(self.field_config.lr)
+
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         index = sample_pixels(len(self.values), self.config.batch_size, generator)
         pred = self.model(self.coords[index])
         target = self.values[index]
-        total, terms = self.loss(pred, target)
+        total, terms = self.loss(pred, target, generator)
         out = {"loss": total, **terms}
         if "mse" not in out:
             out["mse"] = torch.mean((pred.detach() - target) ** 2)

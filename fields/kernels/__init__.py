@@ -1,13 +1,20 @@
 """Hash-grid encoding backends behind one switch.
 
 A backend is a function ``encode(x, table, layout) -> features`` with the contract of
-:func:`fieldfit.fields.hashgrid.hash_encode_torch` (the reference). ``auto`` picks the best
-backend available for the device of the input, once per device, and logs its choice.
+:func:`fieldfit.fields.hashgrid.hash_encode_torch` (the reference). Backends load lazily (import,
+or compile for ``cpp``) on first use, never at import. ``auto`` picks the best backend available
+for the device of the input, once per device, and logs its choice:
+
+- ``torch``: the reference, any device;
+- ``cpp``: fused C++ kernels for the CPU, compiled on first use (``cpp.py`` says why it won);
+- ``triton``: fused Triton kernels for CUDA (also on CPU tensors under ``TRITON_INTERPRET=1``);
+- ``tcnn``: tiny-cuda-nn's HashGrid on CUDA, when ``tinycudann`` is installed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import torch
@@ -16,10 +23,14 @@ log = logging.getLogger("fieldfit")
 
 Encode = Callable[..., torch.Tensor]
 
-# name -> (loader returning the encode function or raising ImportError/RuntimeError, devices)
+# name -> (loader returning the encode function or raising ImportError/RuntimeError,
+#          device types it runs on, or ("any",))
 _LOADERS: dict[str, tuple[Callable[[], Encode], tuple[str, ...]]] = {}
 # preference order for "auto" per device type
-_AUTO_ORDER: dict[str, tuple[str, ...]] = {"cuda": ("torch",), "cpu": ("torch",)}
+_AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cuda": ("tcnn", "triton", "torch"),
+    "cpu": ("cpp", "torch"),
+}
 _cache: dict[str, Encode] = {}
 _auto_choice: dict[str, str] = {}
 
@@ -35,11 +46,40 @@ def _load_torch() -> Encode:
     return hash_encode_torch
 
 
-register_backend("torch", _load_torch, ("cpu", "cuda"))
+def _load_cpp() -> Encode:
+    from .cpp import load_kernels
+
+    return load_kernels().encode
+
+
+def _load_triton() -> Encode:
+    from .triton_hashgrid import KERNELS
+
+    return KERNELS.encode
+
+
+def _load_tcnn() -> Encode:
+    from .tcnn_adapter import load
+
+    return load()
+
+
+register_backend("torch", _load_torch, ("any",))
+register_backend("cpp", _load_cpp, ("cpu",))
+# The Triton interpreter (TRITON_INTERPRET=1, read when triton is imported) runs on CPU tensors.
+_TRITON_DEVICES = ("cuda", "cpu") if os.environ.get("TRITON_INTERPRET") == "1" else ("cuda",)
+register_backend("triton", _load_triton, _TRITON_DEVICES)
+register_backend("tcnn", _load_tcnn, ("cuda",))
 
 
 def backend_names() -> list[str]:
     return ["auto", *_LOADERS]
+
+
+def runs_on(name: str, device_type: str) -> bool:
+    """Whether a registered backend runs on tensors of ``device_type`` ("any": all devices)."""
+    devices = _LOADERS[name][1]
+    return device_type in devices or "any" in devices
 
 
 def check_backend_name(name: str) -> str:
@@ -59,15 +99,21 @@ def load_backend(name: str) -> Encode:
 
 def get_backend(name: str, device: torch.device) -> Encode:
     """Encode function for ``name`` on ``device``; ``auto`` resolves once per device type."""
-    if name != "auto":
-        return load_backend(name)
     kind = device.type
+    if name != "auto":
+        if not runs_on(name, kind):
+            raise ValueError(f"hash-grid backend {name!r} runs on {_LOADERS[name][1]}, "
+                             f"not on {kind}")
+        return load_backend(name)
     if kind not in _auto_choice:
         for candidate in _AUTO_ORDER.get(kind, ("torch",)):
             try:
                 load_backend(candidate)
-            except (ImportError, RuntimeError, OSError) as err:
-                log.info("hash-grid backend %s unavailable: %s", candidate, err)
+            except ImportError as err:
+                log.info("hash-grid backend %s not installed: %s", candidate, err)
+                continue
+            except (RuntimeError, OSError) as err:
+                log.warning("hash-grid backend %s unavailable, trying the next: %s", candidate, err)
                 continue
             _auto_choice[kind] = candidate
             break

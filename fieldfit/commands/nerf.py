@@ -1,0 +1,65 @@
+"""`fieldfit nerf`: fit a radiance field to a folder of posed images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from fieldfit.fields import field_names
+from fieldfit.scenes import SceneOptions, load_nerf_scene
+
+from ..errors import UserError
+from ..run import run_task
+from ..tasks.nerf import NerfTask, NerfTaskConfig
+from ..trainer import TrainerConfig
+
+Flat = tyro.conf.arg(name="")
+
+
+def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig) -> NerfTask:
+    """NerfTask for the scene folder ``data``, with option errors reported against their flag."""
+    if config.field.lower() not in field_names():
+        raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
+    scene = load_nerf_scene(data, options)
+    try:
+        return NerfTask(scene, config, options)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def summary(result: dict, out: Path) -> str:
+    views = f"{result['eval_views']} of {result['test_views']} test views"
+    return (f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} ({views}) after "
+            f"{result['steps']} steps ({result['seconds']:.1f} s); outputs in {out}")
+
+
+@dataclass
+class NerfCommand:
+    """Fit a radiance field to posed images (a Blender-format folder with
+    transforms_{train,test}.json, or an LLFF folder with poses_bounds.npy): writes test renders
+    and depth maps (renders/), a turntable video, metrics.json (test PSNR/SSIM),
+    training_curve.png and checkpoint.safetensors into --out."""
+
+    data: tyro.conf.Positional[Path]
+    """scene folder"""
+    out: Path = Path("runs/nerf")
+    """output folder"""
+    scene: Annotated[SceneOptions, Flat] = field(default_factory=SceneOptions)
+    task: Annotated[NerfTaskConfig, Flat] = field(default_factory=NerfTaskConfig)
+    train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
+    resume: bool = False
+    """continue the run in --out from its checkpoint"""
+    overwrite: bool = False
+    """replace a run already in --out"""
+    debug: bool = False
+    """show tracebacks"""
+
+    def run(self) -> dict:
+        task = build_nerf_task(self.data, self.scene, self.task)
+        result = run_task(task, self.train, self.out, resume=self.resume,
+                          overwrite=self.overwrite)
+        print(summary(result, self.out))
+        return result

@@ -1,0 +1,305 @@
+"""NeRF: a radiance field fitted to posed images by volume rendering.
+
+Each step draws random rays across all training images; the number of rays adapts so that the
+number of samples per step stays near ``samples_per_step``. The occupancy grid is part of the
+model (its buffers are in the state dict) and is updated by :meth:`NerfTask.before_step`, so the
+trainer knows nothing about it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fieldfit.fields import (
+    FieldConfig,
+    PresetContext,
+    RadianceConfig,
+    RadianceField,
+    field_preset,
+    from_dict,
+    to_dict,
+)
+from fieldfit.losses import S3IMOptions, parse_loss
+from fieldfit.renderers import (
+    Cameras,
+    MarchOptions,
+    OccupancyConfig,
+    OccupancyGrid,
+    RenderOutput,
+    orbit_path,
+    render_rays,
+    spiral_path,
+)
+from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
+
+from ..checkpoint import Checkpoint
+from ..errors import UserError
+from ..io import write_image, write_json
+from ..media import colorize_depth, write_video
+from ..metrics import psnr, ssim
+from .base import ParamGroup, Task
+
+
+@dataclass
+class NerfTaskConfig(S3IMOptions):
+    """NeRF fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
+
+    field: str = "grid"
+    """field preset for the geometry (see `fieldfit nerf --help` for the list)"""
+    log2_table: int = 19
+    """hash-table size of grid-based fields"""
+    max_res: int = 0
+    """finest grid resolution over the scene box (0: 2048 x box side / 3)"""
+    backend: str = "auto"
+    """hash-grid backend: auto, torch, ..."""
+    renderer: Literal["auto", "torch", "nerfacc"] = "auto"
+    """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
+    samples_per_step: int = 2**16
+    """target number of samples per step; the number of rays adapts to it"""
+    max_rays: int = 2**14
+    """upper limit of rays per step"""
+    loss: str = "mse"
+    """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
+    train_background: Literal["random", "white", "black", "scene"] = "random"
+    """background behind transparent training pixels (random teaches transparency)"""
+    render_steps: int = 512
+    """samples along the diagonal of the scene box (step size = diagonal / render_steps)"""
+    early_stop_eps: float = 1e-4
+    """stop marching a ray once its transmittance is below this"""
+    alpha_thre: float = 0.01
+    """skip samples with opacity below this (capped at the grid's mean occupancy; Instant-NGP's
+    minimum optical thickness)"""
+    occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
+    """occupancy grid"""
+    radiance: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
+    """density and colour heads"""
+    eval_views: int = 0
+    """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
+    chunk: int = 8192
+    """rays per forward pass when rendering images"""
+    video_frames: int = 48
+    """frames of the turntable video (0: no video)"""
+
+    def __post_init__(self) -> None:
+        if self.samples_per_step < 64 or self.max_rays < 64:
+            raise ValueError("--samples-per-step and --max-rays must be >= 64")
+        if self.render_steps < 8:
+            raise ValueError(f"--render-steps {self.render_steps}: must be >= 8")
+        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1:
+            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
+        if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
+            raise ValueError("--early-stop-eps and --alpha-thre must be in [0, 1)")
+
+
+class NerfModel(nn.Module):
+    """The radiance field, its occupancy grid, and the adaptive ray count (all checkpointed)."""
+
+    def __init__(self, field: RadianceField, grid: OccupancyGrid, rays_per_step: int):
+        super().__init__()
+        self.field, self.grid = field, grid
+        self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them when k is 0 or >= n)."""
+    if k == 0 or k >= n:
+        return list(range(n))
+    return torch.linspace(0, n - 1, k).round().long().unique().tolist()
+
+
+class NerfTask(Task):
+    """Fits a radiance field built from the preset ``config.field`` to ``scene``."""
+
+    name: ClassVar[str] = "nerf"
+
+    def __init__(self, scene: NerfScene, config: NerfTaskConfig,
+                 scene_options: SceneOptions | None = None,
+                 field_config: FieldConfig | None = None):
+        self.scene, self.config = scene, config
+        self.scene_options = scene_options or SceneOptions()
+        aabb = scene.aabb
+        side = float((aabb[1] - aabb[0]).max())
+        max_res = config.max_res or round(2048 * side / 3)
+        ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
+                            backend=config.backend, out_dims=1 + config.radiance.geo_features)
+        self.field_config = field_config or field_preset(config.field, ctx)
+        radiance = RadianceField(self.field_config, aabb, config.radiance)
+        grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
+        self.model = NerfModel(radiance, grid, max(64, config.samples_per_step // 128))
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
+        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
+                               options=config)
+        self.ray_multiple = math.lcm(*(getattr(t.fn, "batch_multiple", 1)
+                                       for t in self.loss.terms))
+        self.eval_indices = evenly_spaced(len(scene.splits["test"]), config.eval_views)
+        self._version = 0  # bumped by every training step; keys the cached evaluation
+        self._cached: tuple[tuple, list[dict]] | None = None
+
+    # -- Task interface ----------------------------------------------------------------
+    def config_dict(self) -> dict:
+        return {"task": to_dict(self.config), "field": to_dict(self.field_config),
+                "scene": to_dict(self.scene_options), "data": str(self.scene.source.resolve())}
+
+    def param_groups(self) -> list[ParamGroup]:
+        return self.model.field.param_groups()
+
+    def before_step(self, step: int) -> None:
+        field, step_size = self.model.field, self.step_size
+        generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
+
+        def occupancy(x: torch.Tensor) -> torch.Tensor:
+            directions = F.normalize(torch.randn(x.shape, generator=generator), dim=-1)
+            return field.density(x, directions.to(x.device)) * step_size
+
+        self.model.grid.maybe_update(step, occupancy)
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        self._version += 1
+        split = self.scene.splits["train"]
+        n = int(self.model.rays_per_step)
+        image = torch.randint(len(split), (n,), generator=generator)
+        col = torch.randint(split.cameras.width, (n,), generator=generator)
+        row = torch.randint(split.cameras.height, (n,), generator=generator)
+        rays = self.scene.rays("train", image, col, row)
+        background = self._train_background(n, generator)
+        target = split.colors[image, row, col]
+        if split.alphas is not None:
+            target = target + (1.0 - split.alphas[image, row, col]) * background
+        out = self.render(rays, background, train=True, generator=generator)
+        total, terms = self.loss(out.rgb, target, generator)
+        if out.n_samples == 0:  # every ray missed the occupied cells: keep the graph connected
+            total = total + 0.0 * self.model.field.density(rays.origins[:1],
+                                                            rays.directions[:1]).sum()
+        self._adapt_ray_count(n, out.n_samples)
+        result = {"loss": total, **terms, "rays": torch.tensor(float(n)),
+                  "samples": torch.tensor(float(out.n_samples))}
+        if "mse" not in result:
+            result["mse"] = torch.mean((out.rgb.detach() - target) ** 2)
+        return result
+
+    def evaluate(self) -> dict[str, float]:
+        views = self._eval_renders()
+        return {"psnr": float(np.mean([v["psnr"] for v in views])),
+                "ssim": float(np.mean([v["ssim"] for v in views])),
+                "eval_views": len(views), "test_views": len(self.scene.splits["test"])}
+
+    def write_outputs(self, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        (out_dir / "renders").mkdir(parents=True, exist_ok=True)
+        paths = []
+        for view in self._eval_renders():
+            stem = out_dir / "renders" / f"test_{view['index']:03d}"
+            write_image(stem.with_name(stem.name + ".png"), view["rgb"])
+            write_image(stem.with_name(stem.name + "_depth.png"), view["depth_image"])
+            paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
+        if self.config.video_frames:
+            paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
+        metrics = {**self.evaluate(), "params": self.model.field.n_parameters(),
+                   "occupied_fraction": float(self.model.grid.binaries.float().mean())}
+        write_json(out_dir / "metrics.json", metrics)
+        return [*paths, out_dir / "metrics.json"]
+
+    # -- rendering ---------------------------------------------------------------------
+    def march_options(self, train: bool) -> MarchOptions:
+        c = self.config
+        return MarchOptions(step_size=self.step_size, early_stop_eps=c.early_stop_eps,
+                            alpha_thre=c.alpha_thre, stratified=train)
+
+    def render(self, rays, background: torch.Tensor, train: bool = False,
+               generator: torch.Generator | None = None) -> RenderOutput:
+        """Volume-render ``rays`` (differentiable when ``train``)."""
+        field = self.model.field
+        return render_rays(rays, self.model.grid, self.march_options(train), field.density,
+                           field.forward, background, generator, backend=self.config.renderer)
+
+    @torch.no_grad()
+    def render_view(self, cameras: Cameras, index: int) -> dict[str, np.ndarray]:
+        """Colour (H, W, 3), depth of the visible surface (H, W) and opacity (H, W) of one
+        camera, rendered in chunks of ``config.chunk`` rays."""
+        self.model.eval()
+        h, w = cameras.height, cameras.width
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        ids = torch.full((h * w,), index, dtype=torch.int64)
+        rays = self.scene.camera_rays(cameras, ids, cols.reshape(-1), rows.reshape(-1))
+        parts = [self.render(chunk, self.scene.background) for chunk in
+                 rays.split(self.config.chunk)]
+        rgb = torch.cat([p.rgb for p in parts]).reshape(h, w, 3).clamp(0, 1)
+        opacity = torch.cat([p.opacity for p in parts]).reshape(h, w)
+        depth = torch.cat([p.depth for p in parts]).reshape(h, w) / opacity.clamp(min=1e-6)
+        return {"rgb": rgb.numpy(), "depth": depth.numpy(), "opacity": opacity.numpy()}
+
+    def _eval_renders(self) -> list[dict]:
+        key = (self._version, tuple(self.eval_indices))
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        split = self.scene.splits["test"]
+        truth = split.composited(self.scene.background)
+        views = []
+        for i in self.eval_indices:
+            view = self.render_view(split.cameras, i)
+            pred = torch.from_numpy(view["rgb"])
+            view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
+                        depth_image=colorize_depth(view["depth"], view["opacity"] > 0.5))
+            views.append(view)
+        self._cached = (key, views)
+        return views
+
+    def video_path(self, n_frames: int) -> Cameras:
+        """Turntable around the object (or a circle for forward-facing scenes)."""
+        cameras = self.scene.splits["train"].cameras
+        return spiral_path(cameras, n_frames) if self.scene.ndc else orbit_path(cameras,
+                                                                                 n_frames)
+
+    def write_video(self, path: Path, n_frames: int) -> Path:
+        cameras = self.video_path(n_frames)
+        frames = [self.render_view(cameras, i)["rgb"] for i in range(n_frames)]
+        return write_video(path, frames)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _train_background(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        mode = self.config.train_background
+        if self.scene.splits["train"].alphas is None or mode == "scene":
+            return self.scene.background
+        if mode == "random":
+            return torch.rand(n, 3, generator=generator)
+        return torch.full((3,), 1.0 if mode == "white" else 0.0)
+
+    def _adapt_ray_count(self, n_rays: int, n_samples: int) -> None:
+        """Scale the ray count so the next step has about ``samples_per_step`` samples."""
+        c = self.config
+        wanted = n_rays * c.samples_per_step / max(n_samples, 1)
+        m = self.ray_multiple
+        wanted = int(min(max(wanted, 64), c.max_rays)) // m * m
+        self.model.rays_per_step.fill_(max(wanted, m))
+
+
+def nerf_task_from_checkpoint(ckpt: Checkpoint, path: Path) -> NerfTask:
+    """Rebuild the task of a ``fieldfit nerf`` checkpoint (its scene is read again from the
+    folder recorded in it) with the checkpoint's weights and occupancy grid."""
+    if ckpt.meta.get("task") != NerfTask.name:
+        raise UserError(f"{path}: checkpoint of task {ckpt.meta.get('task')!r}, not a "
+                        "`fieldfit nerf` run")
+    saved = ckpt.meta["task_config"]
+    try:
+        config = from_dict(NerfTaskConfig, saved["task"], "task")
+        options = from_dict(SceneOptions, saved["scene"], "scene")
+        field_config = from_dict(FieldConfig, saved["field"], "field")
+    except (KeyError, ValueError) as err:
+        raise UserError(f"{path}: checkpoint config not understood ({err})") from None
+    scene = load_nerf_scene(saved["data"], options)
+    task = NerfTask(scene, config, options, field_config)
+    try:
+        task.model.load_state_dict(ckpt.model)
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0]
+        raise UserError(f"{path}: checkpoint does not match its model ({reason})") from None
+    return task

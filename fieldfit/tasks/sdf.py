@@ -1,0 +1,223 @@
+"""SDF fitting: a 3D field maps points of the box to the signed distance of a mesh."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from fieldfit.fields import FieldConfig, PresetContext, field_preset, from_dict, to_dict
+from fieldfit.fields.gradient import spatial_gradient
+from fieldfit.fields.rbf_init import sdf_weights
+from fieldfit.losses import SDF_LOSSES, eikonal, normal_alignment
+from fieldfit.renderers.mesh import extract_mesh
+from fieldfit.renderers.mesh_image import shade_mesh
+from fieldfit.scenes.meshes import BOX, MeshTransform, SdfMesh, sample_sdf
+
+from ..checkpoint import Checkpoint
+from ..io import write_image, write_json, write_mesh
+from ..mesh_metrics import occupancy_iou, surface_metrics
+from .base import ParamGroup, Task
+
+BOUNDS = torch.tensor([[-BOX] * 3, [BOX] * 3])
+
+
+@dataclass
+class SdfTaskConfig:
+    """SDF fitting options."""
+
+    field: str = "grid"
+    """field preset (see `fieldfit sdf --help` for the list)"""
+    log2_table: int = 19
+    """hash-table size of grid-based fields"""
+    max_res: int = 2048
+    """finest grid resolution of grid-based fields (over the box)"""
+    backend: str = "auto"
+    """hash-grid backend: auto, torch, ..."""
+    budget: int | None = None
+    """parameter count (trainable and frozen) the preset is sized to; None: its own size"""
+    margin: float = 0.1
+    """the mesh is scaled so its longest side spans the box [-1, 1]^3 less this margin"""
+    n_samples: int = 2**20
+    """training points, sampled once: surface, Gaussian-perturbed (sigma 0.003, 0.01, 0.1)
+    and uniform, in the tri-plane paper's proportions"""
+    batch_size: int = 2**16
+    """points per step"""
+    loss: Literal["mape", "l1", "bce"] = "mape"
+    """data term: mape |d - g| / (|g| + 0.01) (NeuRBF), l1, or bce on the clipped SDF
+    (tri-plane paper; the field then outputs a logit whose zero level is the surface)"""
+    eikonal_weight: float = 0.0
+    """weight of the eikonal term (|grad f| - 1)^2 on the batch"""
+    normal_weight: float = 0.0
+    """weight of 1 - cos(grad f, mesh normal) on the batch's surface points"""
+    gradient: Literal["autograd", "finite_difference"] = "autograd"
+    """how gradients for the eikonal/normal terms are taken: autograd needs the encoding to
+    have a second derivative; finite_difference (central) does not"""
+    fd_step: float = 1e-3
+    """finite-difference step, box units"""
+    resolution: int = 512
+    """marching-cubes cells per axis of the extracted mesh (also used for the metrics)"""
+    eval_points: int = 2**20
+    """uniform points in the box for the occupancy IoU"""
+    eval_surface_points: int = 100_000
+    """samples on each surface for Chamfer-L1, F-score and normal angle error"""
+    fscore_threshold: float = 0.01
+    """F-score distance threshold, box units"""
+    chunk: int = 2**18
+    """points per forward pass when extracting meshes and evaluating"""
+    sample_seed: int = 0
+    """seed of the training and evaluation samples"""
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "batch_size", "eval_points", "eval_surface_points", "chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.resolution < 2:
+            raise ValueError(f"--resolution {self.resolution}: must be >= 2")
+        if not 0.0 <= self.margin < BOX:
+            raise ValueError(f"--margin {self.margin}: must be in [0, {BOX})")
+        if self.eikonal_weight < 0 or self.normal_weight < 0:
+            raise ValueError("--eikonal-weight and --normal-weight must be >= 0")
+        if self.loss == "bce" and self.eikonal_weight > 0:
+            raise ValueError("--eikonal-weight: the bce loss makes the field a clipped logit, "
+                             "not a distance; use --loss mape or l1 with an eikonal term")
+        if not self.fd_step > 0 or not self.fscore_threshold > 0:
+            raise ValueError("--fd-step and --fscore-threshold must be > 0")
+
+
+class SdfTask(Task):
+    """Fits the signed distance of ``mesh`` (already in the box) with the preset
+    ``config.field``; the field's zero level is the surface, negative inside."""
+
+    name: ClassVar[str] = "sdf"
+
+    def __init__(self, mesh: SdfMesh, config: SdfTaskConfig, source: str = "",
+                 field_config: FieldConfig | None = None):
+        self.mesh, self.config, self.source = mesh, config, source
+        ctx = PresetContext(task="sdf", dims=3, max_res=config.max_res,
+                            log2_table=config.log2_table, backend=config.backend,
+                            budget=config.budget, out_dims=1)
+        self.field_config = field_config or field_preset(config.field, ctx)
+        self.model = self.field_config.build(dims=3, out_dims=1, aabb=BOUNDS)
+        self.samples = sample_sdf(mesh, config.n_samples, config.sample_seed)
+        self.n_surface = len(self.samples.normals)
+        self.model.init_from_samples(self.samples.points, sdf_weights(self.samples.sdf),
+                                     training_points=True)
+        self.data_loss = SDF_LOSSES[config.loss]
+        rng = np.random.default_rng(config.sample_seed + 1)
+        self.eval_points = rng.uniform(-BOX, BOX, (config.eval_points, 3))
+        self._true_inside: np.ndarray | None = None
+        self._evaluated: tuple[tuple, np.ndarray, np.ndarray, dict] | None = None
+
+    def config_dict(self) -> dict:
+        t = self.mesh.transform
+        return {"task": to_dict(self.config), "field": to_dict(self.field_config),
+                "mesh": {"source": self.source, "centre": list(t.centre), "scale": t.scale}}
+
+    def param_groups(self) -> list[ParamGroup]:
+        return self.model.param_groups()
+
+    def lr_defaults(self) -> dict[str, float]:
+        return dict(self.field_config.lr)
+
+    def sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 3) box points -> (n,) field values (distance or logit; negative inside)."""
+        return self.model(x)[:, 0]
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        c = self.config
+        index = torch.randint(0, len(self.samples.sdf), (c.batch_size,), generator=generator)
+        x, target = self.samples.points[index], self.samples.sdf[index]
+        if c.eikonal_weight > 0 or c.normal_weight > 0:
+            pred, grad = spatial_gradient(self.sdf, x, c.gradient, c.fd_step)
+        else:
+            pred, grad = self.sdf(x), None
+        data = self.data_loss(pred, target)
+        total, terms = data, {c.loss: data}
+        if c.eikonal_weight > 0:
+            terms["eikonal"] = eikonal(grad)
+            total = total + c.eikonal_weight * terms["eikonal"]
+        on_surface = index < self.n_surface
+        if c.normal_weight > 0 and on_surface.any():
+            terms["normal"] = normal_alignment(grad[on_surface],
+                                               self.samples.normals[index[on_surface]])
+            total = total + c.normal_weight * terms["normal"]
+        return {"loss": total, **terms}
+
+    @torch.no_grad()
+    def predict_inside(self, points: np.ndarray) -> np.ndarray:
+        """(n,) bool: the field is negative at the (n, 3) box points."""
+        self.model.eval()
+        x = torch.from_numpy(points).float()
+        return torch.cat([self.sdf(c) < 0 for c in x.split(self.config.chunk)]).numpy()
+
+    def extract(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-level mesh in the box: vertices (n, 3), faces (m, 3)."""
+        self.model.eval()
+        return extract_mesh(self.sdf, resolution or self.config.resolution, BOUNDS,
+                            self.config.chunk)
+
+    def evaluate(self) -> dict[str, float]:
+        """IoU on uniform box points (field sign against the mesh's inside), and Chamfer-L1,
+        F-score and normal angle error of the extracted mesh, in box units."""
+        version = tuple(p._version for p in self.model.parameters())
+        if self._evaluated is not None and self._evaluated[0] == version:
+            return self._evaluated[3]
+        c = self.config
+        if self._true_inside is None:
+            self._true_inside = self.mesh.contains(self.eval_points)
+        vertices, faces = self.extract()
+        metrics = {
+            "iou": occupancy_iou(self.predict_inside(self.eval_points), self._true_inside),
+            **surface_metrics(vertices, faces, self.mesh.vertices, self.mesh.faces,
+                              c.eval_surface_points, c.fscore_threshold, c.sample_seed),
+            "n_faces": len(faces),
+        }
+        self._evaluated = (version, vertices, faces, metrics)
+        return metrics
+
+    def write_outputs(self, out_dir: Path) -> list[Path]:
+        """mesh.ply (in the input mesh's frame), mesh.png and metrics.json."""
+        metrics = self.evaluate()
+        _, vertices, faces, _ = self._evaluated
+        paths = [out_dir / "mesh.ply", out_dir / "mesh.png", out_dir / "metrics.json"]
+        write_mesh(paths[0], self.mesh.transform.from_box(vertices), faces)
+        write_image(paths[1], shade_mesh(vertices, faces))
+        write_json(paths[2], {**metrics, **self.metric_settings(),
+                              "params": self.model.n_parameters(), "mesh_notes": self.mesh.notes})
+        return paths
+
+    def metric_settings(self) -> dict:
+        """How the metrics were taken (stored beside them)."""
+        c = self.config
+        return {"frame": f"box [-{BOX}, {BOX}]^3; input units = box units / box_scale",
+                "box_scale": self.mesh.transform.scale, "resolution": c.resolution,
+                "eval_points": c.eval_points, "eval_surface_points": c.eval_surface_points,
+                "fscore_threshold": c.fscore_threshold}
+
+
+@dataclass
+class Surface:
+    """A fitted implicit surface: what `fieldfit mesh` needs to extract it."""
+
+    sdf: Callable[[torch.Tensor], torch.Tensor]
+    """(n, 3) points -> (n,) values, negative inside"""
+    bounds: torch.Tensor
+    """(2, 3) box to extract over"""
+    to_input: Callable[[np.ndarray], np.ndarray]
+    """(n, 3) box points -> (n, 3) points in the frame of the fitted data"""
+
+
+def surface_from_checkpoint(ckpt: Checkpoint) -> Surface:
+    """The SDF field of an `fieldfit sdf` checkpoint, with its box and transform."""
+    config = ckpt.meta["task_config"]
+    model = from_dict(FieldConfig, config["field"], "checkpoint field").build(3, 1, BOUNDS)
+    model.load_state_dict(ckpt.model)
+    model.eval()
+    mesh = config["mesh"]
+    transform = MeshTransform(tuple(mesh["centre"]), float(mesh["scale"]))
+    return Surface(sdf=lambda x: model(x)[:, 0], bounds=BOUNDS, to_input=transform.from_box)

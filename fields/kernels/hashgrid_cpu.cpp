@@ -1,0 +1,267 @@
+// Fused multiresolution hash-grid encoding for the CPU (forward and first-order backward).
+//
+// Same conventions as fieldfit.fields.hashgrid.hash_encode_torch (tiny-cuda-nn's): a level with
+// scale s puts x in [0, 1] at pos = x * s + 0.5 (two roundings, no fused multiply-add: build
+// with -ffp-contract=off), cell = floor(pos), d-linear weights from pos - cell, corners in binary
+// order (dim 0 fastest), dense row-major index when res^d <= size, otherwise the xor-prime hash on
+// uint32, both modulo the level size; table (n_entries, F) with levels at their offsets.
+//
+// Threads come from ATen's intra-op pool (OpenMP in torch's builds, sized by
+// torch.set_num_threads), so the extension links no second OpenMP runtime.
+//   forward:      points split over threads; all levels and 2^d corners of a point in one pass.
+//   table grads:  levels split over threads. Levels own disjoint slices of the table, so the
+//                 scatter needs neither atomics nor per-thread copies of the table, and the
+//                 summation order (point order) is the same for any thread count.
+//   input grads:  points split over threads (only when asked for).
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+constexpr uint32_t kPrimes[3] = {1u, 2654435761u, 805459861u};
+constexpr int64_t kPointGrain = 1024;
+
+struct Level {
+  double scale;
+  int64_t resolution;
+  int64_t size;
+  int64_t offset;
+  bool dense;
+  bool power_of_two;  // hashed levels always are (their size is 2^log2_table)
+};
+
+std::vector<Level> make_levels(int64_t dims, at::ArrayRef<double> scales,
+                               at::IntArrayRef resolutions, at::IntArrayRef sizes,
+                               at::IntArrayRef offsets) {
+  TORCH_CHECK(scales.size() == resolutions.size() && scales.size() == sizes.size() &&
+                  scales.size() == offsets.size(),
+              "hash_encode: per-level lists differ in length");
+  std::vector<Level> levels;
+  for (size_t l = 0; l < scales.size(); ++l) {
+    int64_t cells = 1;
+    for (int64_t d = 0; d < dims; ++d) cells *= resolutions[l];
+    TORCH_CHECK(sizes[l] > 0, "hash_encode: level sizes must be positive");
+    levels.push_back({scales[l], resolutions[l], sizes[l], offsets[l], cells <= sizes[l],
+                      (sizes[l] & (sizes[l] - 1)) == 0});
+  }
+  return levels;
+}
+
+// Python-style (non-negative) modulo, as torch's % on int64.
+inline int64_t floor_mod(int64_t a, int64_t m) {
+  const int64_t r = a % m;
+  return r < 0 ? r + m : r;
+}
+
+// Cell of x at one level: integer corner 0, fractional position, table row of every corner.
+template <typename scalar_t, int D>
+struct Cell {
+  int64_t rows[1 << D];
+  scalar_t frac[D];
+
+  Cell(const scalar_t* x, const Level& lv) {
+    int64_t cell[D];
+    const scalar_t scale = static_cast<scalar_t>(lv.scale);
+    for (int d = 0; d < D; ++d) {
+      scalar_t pos = x[d] * scale;
+      pos = pos + scalar_t(0.5);
+      const scalar_t fl = std::floor(pos);
+      frac[d] = pos - fl;
+      cell[d] = static_cast<int64_t>(fl);
+    }
+    for (int c = 0; c < (1 << D); ++c) {
+      int64_t index;
+      if (lv.dense) {
+        index = 0;
+        int64_t stride = 1;
+        for (int d = 0; d < D; ++d) {
+          index += (cell[d] + ((c >> d) & 1)) * stride;
+          stride *= lv.resolution;
+        }
+        index = floor_mod(index, lv.size);
+      } else {
+        uint32_t h = 0;
+        for (int d = 0; d < D; ++d) {
+          h ^= static_cast<uint32_t>(cell[d] + ((c >> d) & 1)) * kPrimes[d];
+        }
+        index = lv.power_of_two ? static_cast<int64_t>(h & static_cast<uint32_t>(lv.size - 1))
+                                : static_cast<int64_t>(h % static_cast<uint64_t>(lv.size));
+      }
+      rows[c] = lv.offset + index;
+    }
+  }
+
+  // prod over dims of frac (offset 1) or 1 - frac (offset 0), multiplied in dim order.
+  scalar_t weight(int c) const {
+    scalar_t w = (c & 1) ? frac[0] : scalar_t(1) - frac[0];
+    for (int d = 1; d < D; ++d) w = w * (((c >> d) & 1) ? frac[d] : scalar_t(1) - frac[d]);
+    return w;
+  }
+
+  // d weight / d frac[j].
+  scalar_t weight_grad(int c, int j) const {
+    scalar_t w = ((c >> j) & 1) ? scalar_t(1) : scalar_t(-1);
+    for (int d = 0; d < D; ++d) {
+      if (d != j) w = w * (((c >> d) & 1) ? frac[d] : scalar_t(1) - frac[d]);
+    }
+    return w;
+  }
+};
+
+template <typename scalar_t, int D>
+void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* out, int64_t n,
+                  int64_t n_features, const std::vector<Level>& levels) {
+  const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
+  at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
+    for (size_t l = 0; l < levels.size(); ++l) {
+      for (int64_t p = begin; p < end; ++p) {
+        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+        scalar_t* o = out + p * width + static_cast<int64_t>(l) * n_features;
+        for (int64_t f = 0; f < n_features; ++f) o[f] = 0;
+        for (int c = 0; c < (1 << D); ++c) {
+          const scalar_t w = cell.weight(c);
+          const scalar_t* row = table + cell.rows[c] * n_features;
+          for (int64_t f = 0; f < n_features; ++f) o[f] += w * row[f];
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t, int D>
+void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad_table,
+                     int64_t n, int64_t n_features, const std::vector<Level>& levels) {
+  const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
+  const int64_t n_levels = static_cast<int64_t>(levels.size());
+  // small batches stay on one thread: waking the pool would cost more than the work
+  const int64_t grain = n >= kPointGrain ? 1 : n_levels;
+  at::parallel_for(0, n_levels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t l = begin; l < end; ++l) {
+      for (int64_t p = 0; p < n; ++p) {
+        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+        const scalar_t* g = grad_out + p * width + l * n_features;
+        for (int c = 0; c < (1 << D); ++c) {
+          const scalar_t w = cell.weight(c);
+          scalar_t* row = grad_table + cell.rows[c] * n_features;
+          for (int64_t f = 0; f < n_features; ++f) row[f] += w * g[f];
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t, int D>
+void input_grad_impl(const scalar_t* grad_out, const scalar_t* x, const scalar_t* table,
+                     scalar_t* grad_x, int64_t n, int64_t n_features,
+                     const std::vector<Level>& levels) {
+  const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
+  at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * D; i < end * D; ++i) grad_x[i] = 0;
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const scalar_t scale = static_cast<scalar_t>(levels[l].scale);
+      for (int64_t p = begin; p < end; ++p) {
+        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+        const scalar_t* g = grad_out + p * width + static_cast<int64_t>(l) * n_features;
+        scalar_t level_acc[D] = {};
+        for (int c = 0; c < (1 << D); ++c) {
+          const scalar_t* row = table + cell.rows[c] * n_features;
+          scalar_t dot = 0;
+          for (int64_t f = 0; f < n_features; ++f) dot += g[f] * row[f];
+          for (int j = 0; j < D; ++j) level_acc[j] += cell.weight_grad(c, j) * dot;
+        }
+        for (int j = 0; j < D; ++j) grad_x[p * D + j] += level_acc[j] * scale;
+      }
+    }
+  });
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& table) {
+  TORCH_CHECK(x.device().is_cpu() && table.device().is_cpu(), "hash_encode: CPU tensors only");
+  TORCH_CHECK(x.dim() == 2 && (x.size(1) == 2 || x.size(1) == 3), "hash_encode: x must be (n, 2|3)");
+  TORCH_CHECK(table.dim() == 2, "hash_encode: table must be (n_entries, F)");
+  TORCH_CHECK(x.scalar_type() == table.scalar_type(),
+              "hash_encode: x and table must share one dtype");
+}
+
+// Calls fn(scalar_t{}, std::integral_constant<int, D>{}) for the dtype of `t` and D in {2, 3}.
+template <typename Fn>
+void dispatch(const at::Tensor& t, int64_t dims, Fn&& fn) {
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "hash_encode", [&] {
+    if (dims == 2) {
+      fn(scalar_t{}, std::integral_constant<int, 2>{});
+    } else {
+      fn(scalar_t{}, std::integral_constant<int, 3>{});
+    }
+  });
+}
+
+at::Tensor hash_encode_forward(const at::Tensor& x_in, const at::Tensor& table_in,
+                               at::ArrayRef<double> scales, at::IntArrayRef resolutions,
+                               at::IntArrayRef sizes, at::IntArrayRef offsets) {
+  check_inputs(x_in, table_in);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor table = table_in.contiguous();
+  const int64_t dims = x.size(1), n = x.size(0), n_features = table.size(1);
+  const auto levels = make_levels(dims, scales, resolutions, sizes, offsets);
+  at::Tensor out = at::empty({n, static_cast<int64_t>(levels.size()) * n_features}, table.options());
+  dispatch(table, dims, [&](auto scalar, auto dim) {
+    using scalar_t = decltype(scalar);
+    constexpr int D = decltype(dim)::value;
+    forward_impl<scalar_t, D>(x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
+                              out.data_ptr<scalar_t>(), n, n_features, levels);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> hash_encode_backward(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& table_in,
+    at::ArrayRef<double> scales, at::IntArrayRef resolutions, at::IntArrayRef sizes,
+    at::IntArrayRef offsets, bool input_grad) {
+  check_inputs(x_in, table_in);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor table = table_in.contiguous();
+  const at::Tensor grad_out = grad_out_in.to(table.scalar_type()).contiguous();
+  const int64_t dims = x.size(1), n = x.size(0), n_features = table.size(1);
+  const auto levels = make_levels(dims, scales, resolutions, sizes, offsets);
+  TORCH_CHECK(grad_out.size(0) == n &&
+                  grad_out.size(1) == static_cast<int64_t>(levels.size()) * n_features,
+              "hash_encode: grad_out has the wrong shape");
+  at::Tensor grad_table = at::zeros_like(table);
+  at::Tensor grad_x = input_grad ? at::empty_like(x) : at::Tensor();
+  dispatch(table, dims, [&](auto scalar, auto dim) {
+    using scalar_t = decltype(scalar);
+    constexpr int D = decltype(dim)::value;
+    table_grad_impl<scalar_t, D>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                 grad_table.data_ptr<scalar_t>(), n, n_features, levels);
+    if (input_grad) {
+      input_grad_impl<scalar_t, D>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                   table.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), n,
+                                   n_features, levels);
+    }
+  });
+  return {grad_table, grad_x};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fieldfit_hashgrid, m) {
+  m.def(
+      "forward(Tensor x, Tensor table, float[] scales, int[] resolutions, int[] sizes, "
+      "int[] offsets) -> Tensor",
+      &hash_encode_forward);
+  m.def(
+      "backward(Tensor grad_out, Tensor x, Tensor table, float[] scales, int[] resolutions, "
+      "int[] sizes, int[] offsets, bool input_grad) -> (Tensor, Tensor)",
+      &hash_encode_backward);
+}

@@ -1,0 +1,167 @@
+"""Presets of the dense-grid, tri-plane, NeuRBF, CAM and Fourier-feature MLP fields.
+
+Each factory maps a :class:`~.presets.PresetContext` to a :class:`FieldConfig`; with
+``ctx.budget`` set it sizes its main knob (finest resolution, plane resolution, kernel count or
+MLP width) so the field's parameter count is as near the budget as the knob allows. Learning
+rates recommended by the methods' papers travel in ``FieldConfig.lr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .budget import count_parameters, fit_budget
+from .cam import CAMConfig
+from .concat import ConcatConfig
+from .dense import DenseGridConfig
+from .field import FieldConfig
+from .fourier import FourierFeatureConfig
+from .frequency import FrequencyConfig
+from .hashgrid import HashGridConfig, make_layout
+from .mlp import MLPConfig
+from .rbf import RBFConfig
+from .triplane import TriPlaneConfig
+
+if TYPE_CHECKING:
+    from .presets import PresetContext
+
+
+def _small_decoder() -> MLPConfig:
+    return MLPConfig(width=64, n_hidden=2)
+
+
+def _sized(make: Callable[..., FieldConfig], default: int, knob: range, ctx: PresetContext,
+           options=({},)) -> FieldConfig:
+    """``make(default)`` without a budget, else the knob value nearest the budget."""
+    if ctx.budget is None:
+        return make(default, **options[0])
+    return fit_budget(make, knob, ctx.budget, ctx.dims, ctx.out_dims, options)
+
+
+def dense_preset(ctx: PresetContext) -> FieldConfig:
+    """8-level dense grid, 2 features per level, 16 to the finest resolution (the knob)."""
+
+    def make(max_res: int, n_levels: int = 8) -> FieldConfig:
+        enc = DenseGridConfig(n_levels=n_levels, n_features=2, base_res=min(16, max_res),
+                              max_res=max_res, backend=ctx.backend)
+        return FieldConfig(enc, _small_decoder())
+
+    top = min(max(ctx.max_res, 16), 32768 if ctx.dims == 2 else 1024)
+    default = min(top, 1024 if ctx.dims == 2 else 128)
+    return _sized(make, default, range(2, top + 1), ctx,
+                  options=[{"n_levels": n} for n in (8, 6, 10, 4, 12)])
+
+
+def triplane_preset(ctx: PresetContext) -> FieldConfig:
+    """Four-level planes (resolution / 8 .. resolution, the knob), summed over planes."""
+    features = 8 if ctx.dims == 2 else 16
+
+    def make(resolution: int, n_features: int = features) -> FieldConfig:
+        enc = TriPlaneConfig(resolution=resolution, n_levels=4, n_features=n_features)
+        return FieldConfig(enc, _small_decoder())
+
+    default = min(max(ctx.max_res, 16), 512 if ctx.dims == 2 else 128)
+    options = [{"n_features": f} for f in (features, features * 3 // 4, features * 3 // 2,
+                                           features // 2, features * 2)]
+    return _sized(make, default, range(16, 8193), ctx, options)
+
+
+def triplane_recipe_preset(ctx: PresetContext) -> FieldConfig:
+    """The tri-plane processing paper's per-shape fit (Cardace et al. 2024): 32 x 32 x 16
+    planes, N(0, 1e-3^2), summed; decoder input = features ++ positional encoding (10
+    octaves; the paper's 2^k on [-1, 1] are 2^(k+1) on [0, 1]); SIREN 3 x 64, sin(30 x);
+    Adam lr 1e-4 for shapes (the paper's setting); 1e-3 for images, whose mean colour the
+    SIREN output must first reach. A budget resizes the planes only."""
+    lr = 1e-3 if ctx.task == "image" else 1e-4
+
+    def make(resolution: int) -> FieldConfig:
+        planes = TriPlaneConfig(resolution=resolution, n_features=16, aggregation="sum",
+                                init_std=1e-3, align_corners=False, padding="zeros")
+        encoding = ConcatConfig((planes, FrequencyConfig(n_frequencies=10, base=2.0)))
+        decoder = MLPConfig(width=64, n_hidden=3, activation="sine", omega=30.0)
+        return FieldConfig(encoding, decoder, lr={"encoding": lr, "decoder": lr})
+
+    return _sized(make, 32, range(2, 8193), ctx)
+
+
+def rbf_preset(ctx: PresetContext, reference: Callable[[PresetContext], FieldConfig]
+               ) -> FieldConfig:
+    """NeuRBF hybrid: a small hash grid ++ adaptive RBFs, then a 64-wide MLP whose first layer
+    is h + sin(h * m0). The kernel count follows NeuRBF's rule
+    ``(budget - rest) // (F + kernel parameters)``; without a budget, the budget is the
+    parameter count of ``reference`` (NeuRBF's reference hash grid)."""
+    budget = ctx.budget or count_parameters(reference(ctx), ctx.dims, ctx.out_dims)
+    top = max(ctx.max_res, 16)
+    if ctx.task == "sdf":  # the table is 2^15 or the largest that keeps the grid <= budget/2
+        log2_table = next((t for t in range(15, 3, -1)
+                           if make_layout(3, 16, 1, t, 16, top).n_entries <= budget // 2), 4)
+        grid = HashGridConfig(n_levels=16, n_features=1, log2_table=log2_table, base_res=16,
+                              max_res=top, backend=ctx.backend)
+        rbf = RBFConfig(kernel="nlin", n_features=16, n_neighbours=8, frequencies=(1.0, 8.0),
+                        data_res=top)
+        decoder = MLPConfig(width=64, n_hidden=2, sine_composition=(30.0, 300.0))
+        lr = {"encoding": 1e-4, "decoder": 1e-4}
+    else:  # image (NeuRBF's image setting); NeRF uses it without the sinusoids
+        nerf = ctx.task == "nerf"
+        # two dense levels, 16 and at most half the resolution, using <= 1/4 of the budget
+        res = max(16, min(top // 2, int((budget / 4 / 2) ** (1 / ctx.dims))))
+        grid = HashGridConfig(n_levels=2, n_features=2, log2_table=24, base_res=16,
+                              max_res=res, backend=ctx.backend)
+        rbf = RBFConfig(kernel="ivq", n_features=16 if nerf else 32,
+                        n_neighbours=8 if nerf else 4,
+                        frequencies=None if nerf else (2.0**-3, 2.0**12), data_res=top)
+        decoder = MLPConfig(width=64, n_hidden=2,
+                            sine_composition=None if nerf else (1.0, 1000.0))
+        lr = {"encoding": 2e-2, "decoder": 1e-3} if nerf else {"encoding": 5e-3,
+                                                                "decoder": 1e-2}
+
+    def make(n_kernels: int) -> FieldConfig:
+        encoding = ConcatConfig((grid, replace(rbf, n_kernels=n_kernels)))
+        return FieldConfig(encoding, decoder, lr=lr)
+
+    per_kernel = rbf.n_features + ctx.dims + rbf.shape_size(ctx.dims)
+    k = rbf.n_neighbours
+    rest = count_parameters(make(k), ctx.dims, ctx.out_dims) - k * per_kernel
+    n_kernels = (budget - rest) // per_kernel
+    if n_kernels < k:
+        raise ValueError(f"rbf: a budget of {budget} parameters leaves room for {n_kernels} "
+                         f"kernels after the grid and decoder ({rest}); need >= {k}")
+    return make(n_kernels)
+
+
+def _fourier_mlp(ctx: PresetContext, width: int, decoder: Callable[[int], object]
+                 ) -> FieldConfig:
+    """256 random Fourier features into ``decoder(width)``, width sized to the budget; Adam
+    lr 1e-3 as in FFN and CAM. sigma is 10 for images (FFN's and CAM's image setting) and 2
+    for 3D fields, whose smooth SDFs sigma 10 fits poorly (our choice, not a paper's)."""
+    features = FourierFeatureConfig(n_frequencies=256, sigma=10.0 if ctx.task == "image" else 2.0)
+
+    def make(w: int) -> FieldConfig:
+        return FieldConfig(features, decoder(w), lr={"decoder": 1e-3})
+
+    return _sized(make, width, range(1, 8193), ctx)
+
+
+def _ffn_mlp(ctx: PresetContext, width: int) -> MLPConfig:
+    """FFN's 3 x 256 ReLU MLP; sigmoid output for images."""
+    out = "sigmoid" if ctx.task == "image" else "none"
+    return MLPConfig(width=width, n_hidden=3, output_activation=out)
+
+
+def mlp_preset(ctx: PresetContext) -> FieldConfig:
+    """Fourier-feature MLP baseline (FFN, CAM's image baseline): no grid."""
+    return _fourier_mlp(ctx, 256, lambda w: _ffn_mlp(ctx, w))
+
+
+def cam_preset(ctx: PresetContext) -> FieldConfig:
+    """The Fourier-feature MLP with CAM on every hidden layer: modulated over the pixel
+    position (32 x 32 grid) for images, the view direction (10 x 3, azimuth x elevation) for
+    radiance fields, the point (16^3) otherwise."""
+    if ctx.task == "nerf":
+        grid_shape, coordinate = (10, 3), "direction"
+    else:
+        grid_shape, coordinate = (32 if ctx.task == "image" else 16,) * ctx.dims, "cond"
+    return _fourier_mlp(ctx, 256, lambda w: CAMConfig(
+        mlp=_ffn_mlp(ctx, w), grid_shape=grid_shape, coordinate=coordinate))

@@ -1,0 +1,142 @@
+"""Occupancy grid for empty-space skipping (Instant-NGP; nerfacc's ``OccGridEstimator``).
+
+A cube of R^3 cells over the scene box keeps an exponential moving average of each cell's
+occupancy (density at a random point of the cell times the render step, i.e. roughly the
+opacity of one step there). Cells whose average exceeds a threshold are marked occupied; the ray
+marcher samples only those. The buffers use nerfacc's layout so the CUDA path reads them as is,
+and they live in the model's state dict, so checkpoints carry the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .marching import DensityFn, cell_indices, sample_along_rays
+from .nerfacc_backend import load_nerfacc, make_estimator, nerfacc_sample
+from .packed import RaySamples
+
+
+@dataclass
+class OccupancyConfig:
+    """Occupancy-grid schedule. nerfacc's defaults are 128^3, every 16 steps, threshold 0.01,
+    decay 0.95, 256 warm-up steps and a quarter of the cells per update; fieldfit evaluates
+    fewer cells per update, because on a CPU each cell costs as much as a training sample."""
+
+    resolution: int = 128
+    """cells per side"""
+    threshold: float = 0.01
+    """occupancy (density x step) above which a cell is occupied (capped at the mean)"""
+    ema_decay: float = 0.95
+    """decay of the moving average at each evaluation of a cell"""
+    update_every: int = 16
+    """training steps between updates"""
+    warmup_steps: int = 64
+    """during warm-up every cell is evaluated at each update"""
+    fraction: float = 0.125
+    """after warm-up: cells drawn uniformly per update, and as many occupied cells, as a
+    fraction of all cells"""
+
+    def __post_init__(self) -> None:
+        if self.resolution < 1 or self.update_every < 1 or self.warmup_steps < 0:
+            raise ValueError("occupancy grid: resolution and update_every must be >= 1")
+        if not 0 < self.fraction <= 1 or not 0 < self.ema_decay < 1 or self.threshold < 0:
+            raise ValueError("occupancy grid: need 0 < fraction <= 1, 0 < ema_decay < 1 and "
+                             "threshold >= 0")
+
+
+class OccupancyGrid(nn.Module):
+    """R^3 occupancy over ``aabb`` (6,); ``occs`` (R^3,) averages and ``binaries``
+    (1, R, R, R) bool, flat index ``(i * R + j) * R + k`` with i along x."""
+
+    def __init__(self, aabb: torch.Tensor, config: OccupancyConfig | None = None):
+        super().__init__()
+        self.config = config or OccupancyConfig()
+        r = self.config.resolution
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(6))
+        self.register_buffer("occs", torch.zeros(r**3))
+        self.register_buffer("binaries", torch.ones(1, r, r, r, dtype=torch.bool))
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
+        """(n, 3) a uniformly random world point inside each of the flat ``cells`` (n,)."""
+        r = self.resolution
+        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
+        u = torch.rand(ijk.shape, generator=generator).to(cells.device)
+        unit = (ijk.float() + u) / r
+        return self.aabb[:3] + unit * (self.aabb[3:] - self.aabb[:3])
+
+    def _cells_to_update(self, step: int, generator: torch.Generator) -> torch.Tensor:
+        n_cells = self.occs.shape[0]
+        if step < self.config.warmup_steps:
+            return torch.arange(n_cells, device=self.occs.device)
+        n = max(1, int(n_cells * self.config.fraction))
+        uniform = torch.randint(n_cells, (n,), generator=generator).to(self.occs.device)
+        occupied = torch.nonzero(self.binaries.reshape(-1))[:, 0]
+        if len(occupied) > n:
+            occupied = occupied[torch.randint(len(occupied), (n,), generator=generator)
+                                .to(occupied.device)]
+        return torch.cat([uniform, occupied])
+
+    @torch.no_grad()
+    def update(self, step: int, occupancy_fn: Callable[[torch.Tensor], torch.Tensor],
+               generator: torch.Generator) -> None:
+        """One EMA update: ``occupancy_fn`` maps (n, 3) world points to (n,) occupancies."""
+        cells = self._cells_to_update(step, generator)
+        occ = occupancy_fn(self.cell_centers_jittered(cells, generator)).reshape(-1)
+        self.occs[cells] = torch.maximum(self.occs[cells] * self.config.ema_decay, occ)
+        positive = self.occs[self.occs > 0]
+        threshold = min(positive.mean().item(), self.config.threshold) if len(positive) else 0.0
+        self.binaries.copy_((self.occs > threshold).reshape(self.binaries.shape))
+
+    def maybe_update(self, step: int, occupancy_fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+        """:meth:`update` on every ``update_every``-th step, with randomness seeded by ``step``
+        (so a resumed run repeats it); returns whether it ran."""
+        if step % self.config.update_every:
+            return False
+        self.update(step, occupancy_fn, torch.Generator().manual_seed(step))
+        return True
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: each (n, 3) point is inside the box and in an occupied cell."""
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        inside = ((points >= lo) & (points <= hi)).all(dim=-1)
+        return inside & self.binaries.reshape(-1)[cell_indices(points, self.aabb,
+                                                              self.resolution)]
+
+    @torch.no_grad()
+    def sample(self, origins: torch.Tensor, directions: torch.Tensor, step_size: float,
+               near_planes: torch.Tensor, far_planes: torch.Tensor,
+               sigma_fn: DensityFn | None = None, alpha_fn: DensityFn | None = None,
+               early_stop_eps: float = 1e-4, alpha_thre: float = 0.0, skip_empty: bool = True,
+               backend: str = "auto") -> RaySamples:
+        """Packed samples along rays through occupied cells, without the invisible ones.
+
+        ``alpha_thre`` is capped at the mean occupancy, as nerfacc does. ``skip_empty=False``
+        marches the whole box (the reference for tests). On CUDA with nerfacc installed
+        (``backend`` auto or nerfacc) nerfacc's estimator does the work.
+        """
+        if sigma_fn is not None or alpha_fn is not None:
+            alpha_thre = min(alpha_thre, self.occs.mean().item())
+        nerfacc = load_nerfacc(origins.device, backend) if skip_empty else None
+        if nerfacc is not None:
+            if "_estimator" not in self.__dict__:  # cached outside the module's state dict
+                self.__dict__["_estimator"] = make_estimator(nerfacc, self.aabb, self.resolution)
+            return nerfacc_sample(self.__dict__["_estimator"], origins, directions,
+                                  self.binaries, self.occs, step_size, near_planes, far_planes,
+                                  sigma_fn, alpha_fn, early_stop_eps, alpha_thre)
+        binaries = self.binaries[0] if skip_empty else None
+        return sample_along_rays(origins, directions, self.aabb, binaries, step_size,
+                                 near_planes, far_planes, sigma_fn, alpha_fn, early_stop_eps,
+                                 alpha_thre)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"resolution={c.resolution}, threshold={c.threshold}, "
+                f"every={c.update_every}, warmup={c.warmup_steps}")
