@@ -58,6 +58,7 @@ class NeighbourSearch:
 
     def _sync(self, centres: torch.Tensor) -> None:
         """Rebuild the tree (and the fixed points' table) when ``centres`` has changed."""
+        # a tensor's _version counts its in-place writes, such as load_state_dict's copies
         version = (centres.data_ptr(), centres._version, tuple(centres.shape))
         if version == self._version:
             return
