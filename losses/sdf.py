@@ -12,7 +12,8 @@ from .pointwise import l1
 
 
 def mape(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
-    """NeuRBF's SDF loss (mean absolute percentage error): ``|pred - target| / (|target| + eps)``."""
+    """NeuRBF's SDF loss, a mean absolute percentage error: ``|pred - target| / (|target| +
+    eps)``."""
     return ((pred - target).abs() / (target.abs() + eps)).mean()
 
 

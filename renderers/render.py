@@ -63,7 +63,11 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         mids = 0.5 * (t_starts + t_ends)
         return origins[ray_indices] + mids[:, None] * directions[ray_indices]
 
+    queries = 0
+
     def sigma_fn(t_starts, t_ends, ray_indices):
+        nonlocal queries
+        queries += len(t_starts)
         return density_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
 
     def rgb_sigma_fn(t_starts, t_ends, ray_indices):
@@ -72,5 +76,7 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
     samples = grid.sample(origins, directions, options.step_size, near, far, sigma_fn=sigma_fn,
                           early_stop_eps=options.early_stop_eps, alpha_thre=options.alpha_thre,
                           skip_empty=options.skip_empty, backend=backend)
-    return render_samples(samples, n_rays, rgb_sigma_fn=rgb_sigma_fn, background=background,
-                          backend=backend)
+    out = render_samples(samples, n_rays, rgb_sigma_fn=rgb_sigma_fn, background=background,
+                         backend=backend)
+    out.n_queries = queries
+    return out

@@ -70,6 +70,8 @@ class RenderOutput:
     """(n_rays, 1) expected distance sum(w * t_mid); divide by opacity for the visible surface"""
     n_samples: int
     """samples composited"""
+    n_queries: int = 0
+    """density queries made while choosing the samples (no gradient), where known"""
 
 
 def composite(samples: RaySamples, weights: torch.Tensor, rgbs: torch.Tensor, n_rays: int,

@@ -40,8 +40,8 @@ class Args:
     """training budget per scene and field (wall clock of the training steps)"""
     steps: int = 0
     """step budget instead (0: none)"""
-    samples_per_step: int = 2**16
-    """target samples per step"""
+    samples_per_step: int = 2**17
+    """target field queries per step (see `fieldfit nerf --help`)"""
     eval_views: int = 25
     """test views for the final metrics (evenly spaced; 0: all)"""
     curve_views: int = 4

@@ -29,6 +29,16 @@ def procedural_scene(tmp_path_factory) -> Path:
                                   n_test=4)
 
 
+@pytest.fixture
+def one_thread():
+    """Run on one torch thread: for tiny tensors, thread synchronisation costs more than it
+    saves, the more so on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from fieldfit.run import run_task
 from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig, nerf_task_from_checkpoint
 from fieldfit.trainer import Trainer, TrainerConfig
 
-SMALL = {"log2_table": 14, "samples_per_step": 8192, "video_frames": 4,
+SMALL = {"log2_table": 14, "samples_per_step": 16384, "video_frames": 4,
          "occupancy": OccupancyConfig(resolution=32, warmup_steps=32, update_every=8)}
 
 

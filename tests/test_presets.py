@@ -24,14 +24,7 @@ from fieldfit.scenes import ImageTarget
 from fieldfit.tasks import ImageTask, ImageTaskConfig
 from fieldfit.trainer import Trainer, TrainerConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These fits are tiny: with several threads, thread synchronisation dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("task,dims,max_res", [("image", 2, 768), ("sdf", 3, 512)])

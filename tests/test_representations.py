@@ -26,6 +26,8 @@ from fieldfit.fields import (
 )
 from fieldfit.fields.grid_interp import level_resolution
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def grads(out, weight, *tensors):
     """Gradients of sum(out * weight) with respect to ``tensors``."""

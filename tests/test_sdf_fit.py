@@ -40,10 +40,9 @@ def fit(mesh, tmp_path, field: str, steps: int, batch: int, **task) -> dict:
 
 @pytest.mark.parametrize("field", field_names())
 def test_every_preset_fits_a_sphere(sphere, tmp_path, field):
-    # all-inside scores IoU 0.38 here and all-outside 0
-    result = fit(sphere, tmp_path, field, steps=60, batch=512)
-    print(field, result["iou"], result["seconds"])
-    assert result["iou"] > 0.75, result
+    # all-inside scores IoU 0.38 here and all-outside 0; the presets reach 0.85-0.99
+    result = fit(sphere, tmp_path, field, steps=150, batch=1024)
+    assert result["iou"] > 0.8, result
 
 
 @pytest.mark.slow

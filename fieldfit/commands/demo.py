@@ -16,7 +16,7 @@ from ..trainer import TrainerConfig
 from .image import build_image_task
 from .nerf import build_nerf_task, summary
 
-DEMO_NERF = NerfTaskConfig(log2_table=17, samples_per_step=2**14, eval_views=0,
+DEMO_NERF = NerfTaskConfig(log2_table=17, samples_per_step=2**15, eval_views=0,
                            video_frames=48)
 
 

@@ -64,5 +64,6 @@ class MeshCommand:
         vertices, faces = extract_mesh(surface.sdf, self.resolution, surface.bounds, self.chunk)
         write_mesh(out, surface.to_input(vertices), faces)
         write_image(out.with_suffix(".png"), shade_mesh(vertices, faces))
-        print(f"{len(vertices)} vertices, {len(faces)} faces: {out} (and {out.with_suffix('.png')})")
+        print(f"{len(vertices)} vertices, {len(faces)} faces: {out} "
+              f"(and {out.with_suffix('.png')})")
         return out

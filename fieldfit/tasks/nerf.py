@@ -63,8 +63,9 @@ class NerfTaskConfig(S3IMOptions):
     """hash-grid backend: auto, torch, ..."""
     renderer: Literal["auto", "torch", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
-    samples_per_step: int = 2**16
-    """target number of samples per step; the number of rays adapts to it"""
+    samples_per_step: int = 2**17
+    """target field queries per step (density queries that choose the samples, plus the
+    rendered samples); the number of rays adapts to it"""
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"
@@ -134,7 +135,7 @@ class NerfTask(Task):
         self.field_config = field_config or field_preset(config.field, ctx)
         radiance = RadianceField(self.field_config, aabb, config.radiance)
         grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
-        self.model = NerfModel(radiance, grid, max(64, config.samples_per_step // 128))
+        self.model = NerfModel(radiance, grid, max(64, config.samples_per_step // 256))
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
@@ -179,9 +180,10 @@ class NerfTask(Task):
         if out.n_samples == 0:  # every ray missed the occupied cells: keep the graph connected
             total = total + 0.0 * self.model.field.density(rays.origins[:1],
                                                             rays.directions[:1]).sum()
-        self._adapt_ray_count(n, out.n_samples)
+        self._adapt_ray_count(n, out.n_samples + out.n_queries)
         result = {"loss": total, **terms, "rays": torch.tensor(float(n)),
-                  "samples": torch.tensor(float(out.n_samples))}
+                  "samples": torch.tensor(float(out.n_samples)),
+                  "queries": torch.tensor(float(out.n_queries))}
         if "mse" not in result:
             result["mse"] = torch.mean((out.rgb.detach() - target) ** 2)
         return result
@@ -273,10 +275,10 @@ class NerfTask(Task):
             return torch.rand(n, 3, generator=generator)
         return torch.full((3,), 1.0 if mode == "white" else 0.0)
 
-    def _adapt_ray_count(self, n_rays: int, n_samples: int) -> None:
-        """Scale the ray count so the next step has about ``samples_per_step`` samples."""
+    def _adapt_ray_count(self, n_rays: int, n_queries: int) -> None:
+        """Scale the ray count so the next step makes about ``samples_per_step`` queries."""
         c = self.config
-        wanted = n_rays * c.samples_per_step / max(n_samples, 1)
+        wanted = n_rays * c.samples_per_step / max(n_queries, 1)
         m = self.ray_multiple
         wanted = int(min(max(wanted, 64), c.max_rays)) // m * m
         self.model.rays_per_step.fill_(max(wanted, m))
