@@ -4,8 +4,8 @@ Samples sit on a lattice anchored at each ray's near plane: interval k is
 ``[near + k * step, near + (k + 1) * step]``; it is kept when its midpoint lies inside the box,
 before the far plane, in an occupied cell of the occupancy grid. This is nerfacc's
 ``traverse_grids`` rule (without cone stepping), so both backends give the same samples.
-Everything is vectorised over packed samples; the only loop is over rounds of the early-
-termination filter, whose length grows geometrically.
+Everything is vectorised over packed samples; the only loop is over the rounds of
+:func:`front_to_back`, whose length grows geometrically.
 """
 
 from __future__ import annotations
@@ -79,39 +79,72 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tens
     return samples.select(binaries.reshape(-1)[cells])
 
 
+def front_to_back(samples: RaySamples, n_rays: int,
+                  alpha_of: Callable[[torch.Tensor], torch.Tensor],
+                  early_stop_eps: float = 1e-4, first_round: int = 16):
+    """Visit each ray's samples front to back, in rounds, until its transmittance falls below
+    ``early_stop_eps``.
+
+    Round r takes the next ``first_round * 2**r`` samples of every ray still alive, so samples
+    far behind a surface are never evaluated and the number of rounds grows only with the log
+    of the ray length.
+
+    Args:
+        alpha_of: evaluates the samples at (k,) indices into ``samples`` and returns their
+            (k,) opacities (only their values steer the visit).
+    Returns:
+        visited (m,) sample indices in packed order, the transmittance (m,) before each, and
+        the (m,) permutation that puts the concatenated rounds into that order.
+    """
+    starts, counts = segment_counts(samples.ray_indices, n_rays)
+    rank = torch.arange(len(samples), device=counts.device) - starts[samples.ray_indices]
+    log_trans = torch.zeros(n_rays, dtype=torch.float64, device=counts.device)
+    visited, trans = [], []
+    alive, lo, size = counts > 0, 0, first_round
+    while bool(alive.any()):
+        hi = lo + size
+        chosen = torch.nonzero(alive[samples.ray_indices] & (rank >= lo) & (rank < hi))[:, 0]
+        log_pass = torch.log(torch.clamp(1.0 - alpha_of(chosen).detach(), min=1e-10))
+        rays = samples.ray_indices[chosen]
+        before = log_trans[rays] + exclusive_cumsum(log_pass, rays, n_rays)
+        visited.append(chosen)
+        trans.append(torch.exp(before).to(log_pass.dtype))
+        log_trans.index_add_(0, rays, log_pass.double())
+        alive &= (torch.exp(log_trans) >= early_stop_eps) & (counts > hi)
+        lo, size = hi, 2 * size
+    if not visited:
+        empty = torch.zeros(0, dtype=torch.int64, device=counts.device)
+        return empty, torch.zeros(0, device=counts.device), empty
+    visited_all = torch.cat(visited)
+    order = torch.argsort(visited_all)
+    return visited_all[order], torch.cat(trans)[order], order
+
+
 def filter_visible(samples: RaySamples, n_rays: int, sigma_fn: DensityFn | None = None,
                    alpha_fn: DensityFn | None = None, early_stop_eps: float = 1e-4,
                    alpha_thre: float = 0.0, first_round: int = 16) -> RaySamples:
     """Drop samples that cannot contribute: those behind the point where transmittance falls
     below ``early_stop_eps`` (early ray termination) and those with alpha < ``alpha_thre``.
 
-    Rays are evaluated front to back in rounds of ``first_round``, then twice as many samples
-    each round, and rays that have terminated leave; so samples far behind a surface are never
-    evaluated. The result equals evaluating every sample at once and masking.
+    Samples are evaluated front to back (:func:`front_to_back`); the result equals evaluating
+    every sample at once and masking with :func:`.volume.visible_samples`.
     """
     if (sigma_fn is None) == (alpha_fn is None):
         raise ValueError("filter_visible: give exactly one of sigma_fn and alpha_fn")
-    starts, counts = segment_counts(samples.ray_indices, n_rays)
-    rank = torch.arange(len(samples), device=counts.device) - starts[samples.ray_indices]
-    log_trans = torch.zeros(n_rays, dtype=torch.float64, device=counts.device)
-    keep = torch.zeros(len(samples), dtype=torch.bool, device=counts.device)
-    alive, lo, size = counts > 0, 0, first_round
-    while bool(alive.any()):
-        hi = lo + size
-        chosen = torch.nonzero(alive[samples.ray_indices] & (rank >= lo) & (rank < hi))[:, 0]
+    alphas = torch.zeros_like(samples.t_starts)
+
+    def alpha_of(chosen: torch.Tensor) -> torch.Tensor:
         sub = samples.select(chosen)
         if sigma_fn is not None:
-            tau = sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices) * (sub.t_ends - sub.t_starts)
-            alphas, log_pass = 1.0 - torch.exp(-tau), -tau
+            sigmas = sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
+            alphas[chosen] = 1.0 - torch.exp(-sigmas * (sub.t_ends - sub.t_starts))
         else:
-            alphas = alpha_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
-            log_pass = torch.log(torch.clamp(1.0 - alphas, min=1e-10))
-        before = log_trans[sub.ray_indices] + exclusive_cumsum(log_pass, sub.ray_indices, n_rays)
-        keep[chosen] = visible_samples(torch.exp(before), alphas, early_stop_eps, alpha_thre)
-        log_trans.index_add_(0, sub.ray_indices, log_pass.double())
-        alive &= (torch.exp(log_trans) >= early_stop_eps) & (counts > hi)
-        lo, size = hi, 2 * size
-    return samples.select(keep)
+            alphas[chosen] = alpha_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
+        return alphas[chosen]
+
+    visited, trans, _ = front_to_back(samples, n_rays, alpha_of, early_stop_eps, first_round)
+    keep = visible_samples(trans, alphas[visited], early_stop_eps, alpha_thre)
+    return samples.select(visited[keep])
 
 
 @torch.no_grad()

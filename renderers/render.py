@@ -2,6 +2,11 @@
 
 The field never sees a ray: this module turns point functions ``f(points, directions)`` into the
 per-sample closures the marcher and compositor take, in the style of nerfacc.
+
+Two schedules give the same samples and image. With nerfacc (CUDA), samples are chosen with a
+density-only pass and then rendered, as nerfacc does. The PyTorch path evaluates colour and
+density together, front to back in rounds (:func:`render_front_to_back`), so no sample is
+evaluated twice: on a CPU, where field queries dominate the cost, this is the cheaper order.
 """
 
 from __future__ import annotations
@@ -12,8 +17,18 @@ from dataclasses import dataclass
 import torch
 
 from .cameras import Rays
+from .marching import front_to_back
+from .nerfacc_backend import load_nerfacc
 from .occupancy import OccupancyGrid
-from .volume import RenderOutput, render_samples
+from .packed import RaySamples
+from .volume import (
+    RenderOutput,
+    SampleFn,
+    composite,
+    render_samples,
+    visible_samples,
+    weights_from_density,
+)
 
 # (points (n, 3), directions (n, 3)) -> densities (n,)
 PointDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,15 +56,50 @@ class MarchOptions:
     """skip unoccupied cells (False: march the whole box)"""
 
 
+def render_front_to_back(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn,
+                         background: torch.Tensor | None = None, early_stop_eps: float = 1e-4,
+                         alpha_thre: float = 0.0) -> RenderOutput:
+    """Render packed samples, evaluating ``rgb_sigma_fn`` once per sample, front to back
+    (:func:`.marching.front_to_back`), and compositing the visible ones.
+
+    The same image and gradients as :func:`.marching.filter_visible` followed by
+    :func:`.volume.render_samples`, without the separate density pass. ``n_queries`` of the
+    output counts the evaluated samples that were not composited.
+    """
+    results = []
+
+    def alpha_of(chosen: torch.Tensor) -> torch.Tensor:
+        sub = samples.select(chosen)
+        rgbs, sigmas = rgb_sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
+        results.append((rgbs, sigmas))
+        return 1.0 - torch.exp(-sigmas.detach() * (sub.t_ends - sub.t_starts))
+
+    visited, trans, order = front_to_back(samples, n_rays, alpha_of, early_stop_eps)
+    if not results:  # no sample at all: every ray shows the background
+        empty = samples.t_starts.new_zeros(0)
+        return composite(samples, empty, empty.reshape(0, 1).expand(0, 3), n_rays, background)
+    rgbs = torch.cat([r for r, _ in results])[order]
+    sigmas = torch.cat([s for _, s in results])[order]
+    dt = samples.t_ends[visited] - samples.t_starts[visited]
+    keep = visible_samples(trans, 1.0 - torch.exp(-sigmas.detach() * dt), early_stop_eps,
+                           alpha_thre)
+    kept = samples.select(visited[keep])
+    weights = weights_from_density(kept, sigmas[keep], n_rays)[0]
+    out = composite(kept, weights, rgbs[keep], n_rays, background)
+    out.n_queries = len(visited) - len(kept)
+    return out
+
+
 def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
                 density_fn: PointDensityFn, radiance_fn: PointRadianceFn,
                 background: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, backend: str = "auto") -> RenderOutput:
-    """Volume-render ``rays`` through ``grid``: visible samples are found with ``density_fn``
-    (no gradient), then coloured and composited with ``radiance_fn`` (differentiable).
+    """Volume-render ``rays`` through ``grid`` with a field's point functions (differentiable).
 
-    ``background`` is (3,) or (n_rays, 3) (None: black); ``generator`` drives the stratified
-    jitter.
+    ``density_fn`` chooses the samples where nerfacc does the sampling; the PyTorch path needs
+    only ``radiance_fn``. ``background`` is (3,) or (n_rays, 3) (None: black); ``generator``
+    drives the stratified jitter. ``n_queries`` of the output counts field evaluations that
+    were not composited.
     """
     n_rays = len(rays)
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
@@ -63,6 +113,16 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         mids = 0.5 * (t_starts + t_ends)
         return origins[ray_indices] + mids[:, None] * directions[ray_indices]
 
+    def rgb_sigma_fn(t_starts, t_ends, ray_indices):
+        return radiance_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
+
+    march = {"early_stop_eps": options.early_stop_eps, "alpha_thre": options.alpha_thre,
+             "skip_empty": options.skip_empty, "backend": backend}
+    if load_nerfacc(origins.device, backend) is None or not options.skip_empty:
+        samples = grid.sample(origins, directions, options.step_size, near, far, **march)
+        alpha_thre = min(options.alpha_thre, grid.occs.mean().item())
+        return render_front_to_back(samples, n_rays, rgb_sigma_fn, background,
+                                    options.early_stop_eps, alpha_thre)
     queries = 0
 
     def sigma_fn(t_starts, t_ends, ray_indices):
@@ -70,12 +130,8 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         queries += len(t_starts)
         return density_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
 
-    def rgb_sigma_fn(t_starts, t_ends, ray_indices):
-        return radiance_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
-
     samples = grid.sample(origins, directions, options.step_size, near, far, sigma_fn=sigma_fn,
-                          early_stop_eps=options.early_stop_eps, alpha_thre=options.alpha_thre,
-                          skip_empty=options.skip_empty, backend=backend)
+                          **march)
     out = render_samples(samples, n_rays, rgb_sigma_fn=rgb_sigma_fn, background=background,
                          backend=backend)
     out.n_queries = queries

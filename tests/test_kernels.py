@@ -219,16 +219,6 @@ def fit_psnr(backend: str, out_dir: Path) -> float:
     return trainer.fit()["psnr"]
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: the reference's many small ops stall on thread wake-ups when the
-    machine is busy, which costs the fit test ten times its run time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_fit_reaches_reference_psnr(name, tmp_path, one_thread):
     load_or_skip(name)

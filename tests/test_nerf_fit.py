@@ -97,3 +97,31 @@ def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name):
         assert torch.isfinite(terms["loss"]), name
         terms["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
+
+
+def test_eval_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
+    from fieldfit.scenes import ImageTarget, procedural_image
+    from fieldfit.tasks import ImageTask, ImageTaskConfig
+
+    task = ImageTask(ImageTarget(procedural_image(16, 16)), ImageTaskConfig(log2_table=8))
+    run_task(task, TrainerConfig(steps=1), tmp_path, progress=False)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a `fieldfit nerf` run" in capsys.readouterr().err
+
+
+def test_video_falls_back_to_gif_and_depth_maps_are_coloured(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from fieldfit import media
+
+    frames = [np.full((6, 8, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
+    monkeypatch.setattr(media, "video_suffix", lambda: ".gif")
+    path = media.write_video(tmp_path / "clip", frames, fps=10)
+    assert path.suffix == ".gif" and iio.imread(path).shape[:3] == (3, 6, 8)
+    depth = np.array([[1.0, 2.0], [3.0, 9.0]])
+    valid = np.array([[True, True], [True, False]])
+    image = media.colorize_depth(depth, valid)
+    assert (image[1, 1] == 0).all()  # invalid: black
+    assert image[0, 0].sum() > image[1, 0].sum()  # near is brighter than far

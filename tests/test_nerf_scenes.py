@@ -128,11 +128,24 @@ def bad_blender_cases(tmp: Path):
 
 
 def test_bad_blender_scenes_give_one_line_errors(tmp_path, capsys):
-    for root, expect in bad_blender_cases(tmp_path):
-        code, lines = fieldfit_cli(capsys, "nerf", root, "--out", tmp_path / "run", "--steps", 1)
+    good = write_blender(tmp_path / "good")
+    cases = [*((root, [], expect) for root, expect in bad_blender_cases(tmp_path)),
+             (tmp_path / "absent", [], f"{tmp_path / 'absent'}: no such folder"),
+             (good, ["--field", "nope"], "--field nope"),
+             (good, ["--downscale", "0"], "--downscale 0"),
+             (good, ["--samples-per-step", "3"], "--samples-per-step")]
+    for root, extra, expect in cases:
+        code, lines = fieldfit_cli(capsys, "nerf", root, "--out", tmp_path / "run", "--steps", 1,
+                                   *extra)
         assert code == 2, (root, lines)
         assert len(lines) == 1 and lines[0].startswith("fieldfit: error:"), lines
         assert expect in lines[0], (expect, lines[0])
+
+
+def test_help_of_the_nerf_commands(capsys):
+    for command in ("nerf", "render", "eval", "demo"):
+        assert main([command, "--help"]) == 0
+        assert f"usage: fieldfit {command}" in capsys.readouterr().out
 
 
 def write_llff(root: Path, n: int = 5, size=(12, 16)) -> Path:

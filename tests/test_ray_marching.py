@@ -12,6 +12,8 @@ from fieldfit.renderers import (
     OccupancyGrid,
     Rays,
     filter_visible,
+    render_front_to_back,
+    render_samples,
     march_rays,
     ray_aabb_intersect,
     render_rays,
@@ -100,6 +102,42 @@ def test_early_termination_rounds_equal_a_single_masked_pass():
     assert len(kept) < mask.numel() // 2  # rays through the ball stop early
     assert torch.equal(kept.ray_indices, samples.ray_indices[mask])
     assert torch.equal(kept.t_starts, samples.t_starts[mask])
+
+
+def test_front_to_back_rendering_equals_filter_then_render():
+    rays = random_rays(48, seed=6, dtype=torch.float32)
+    near, far = torch.zeros(48), torch.full((48,), 1e10)
+    samples = march_rays(rays.origins, rays.directions, AABB.float(), None, near, far, 0.01)
+    scale = torch.tensor(1.3, requires_grad=True)
+    tint = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+
+    def rgb_sigma_fn(t_starts, t_ends, ray_indices):
+        mids = 0.5 * (t_starts + t_ends)
+        p = rays.origins[ray_indices] + mids[:, None] * rays.directions[ray_indices]
+        return torch.sigmoid(p * tint), ball_density(p) * scale
+
+    def sigma_fn(t_starts, t_ends, ray_indices):
+        return rgb_sigma_fn(t_starts, t_ends, ray_indices)[1]
+
+    results = []
+    for fast in (True, False):
+        if fast:
+            out = render_front_to_back(samples, 48, rgb_sigma_fn, torch.ones(3), 1e-3, 0.02)
+        else:
+            with torch.no_grad():
+                kept = filter_visible(samples, 48, sigma_fn=sigma_fn, early_stop_eps=1e-3,
+                                      alpha_thre=0.02)
+            out = render_samples(kept, 48, rgb_sigma_fn=rgb_sigma_fn, background=torch.ones(3))
+        grads = torch.autograd.grad((out.rgb * torch.arange(3.0)).sum() + out.depth.sum(),
+                                    [scale, tint])
+        results.append((out, grads))
+    (fast, fast_grads), (ref, ref_grads) = results
+    assert fast.n_samples == ref.n_samples and fast.n_queries > 0
+    assert (ref.opacity > 0.99).sum() > 5
+    torch.testing.assert_close(fast.rgb, ref.rgb)
+    torch.testing.assert_close(fast.depth, ref.depth)
+    for a, b in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def updated_ball_grid(resolution: int, radius: float = 0.5) -> OccupancyGrid:

@@ -20,8 +20,6 @@ from fieldfit.trainer import Trainer, TrainerConfig
 
 SMALL = dict(log2_table=12, max_res=64, resolution=24, eval_points=2**13,
              eval_surface_points=2000)
-# one learning rate for every preset: some presets recommend NeuRBF's 1e-4 for 20k steps
-LR = dict(lr_encoding=1e-3, lr_decoder=1e-3, warmup_steps=10, checkpoint_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +27,23 @@ def sphere():
     return to_sdf_mesh(trimesh.creation.icosphere(3), name="sphere")
 
 
-def fit(mesh, tmp_path, field: str, steps: int, batch: int, **task) -> dict:
+# one learning rate for every preset (some recommend NeuRBF's 1e-4, meant for 20k steps)
+def fit(mesh, tmp_path, field: str, steps: int, batch: int, lr: float = 1e-3,
+        **task) -> dict:
     torch.manual_seed(0)
-    config = SdfTaskConfig(field=field, loss="l1", n_samples=8 * batch, batch_size=batch,
-                           **{**SMALL, **task})
-    result = Trainer(SdfTask(mesh, config), TrainerConfig(steps=steps, **LR), tmp_path,
-                     progress=False).fit()
-    return result
+    config = SdfTaskConfig(field=field, n_samples=8 * batch, batch_size=batch,
+                           **{"loss": "l1", **SMALL, **task})
+    trainer = TrainerConfig(steps=steps, lr_encoding=lr, lr_decoder=lr, warmup_steps=10,
+                            checkpoint_every=0)
+    return Trainer(SdfTask(mesh, config), trainer, tmp_path, progress=False).fit()
 
 
 @pytest.mark.parametrize("field", field_names())
 def test_every_preset_fits_a_sphere(sphere, tmp_path, field):
-    # all-inside scores IoU 0.38 here and all-outside 0; the presets reach 0.85-0.99
-    result = fit(sphere, tmp_path, field, steps=150, batch=1024)
-    assert result["iou"] > 0.8, result
+    # all-inside scores IoU 0.38 here and all-outside 0; at 100 k parameters the presets
+    # reach 0.68 (frequency) to 0.97 (mlp) in these 100 steps
+    result = fit(sphere, tmp_path, field, steps=100, batch=1024, budget=100_000)
+    assert result["iou"] > 0.6, result
 
 
 @pytest.mark.slow
@@ -54,22 +55,20 @@ def test_every_preset_fits_a_torus_closely(tmp_path, field):
     assert result["iou"] > 0.95 and result["nae_deg"] < 15, result
 
 
-def test_gradient_terms_and_finite_differences(sphere, tmp_path):
-    """The eikonal and normal terms train (autograd and finite differences) and bce works."""
-    base = fit(sphere, tmp_path, "grid", steps=40, batch=512)
-    for options in (dict(eikonal_weight=0.1, normal_weight=0.1),
-                    dict(eikonal_weight=0.1, gradient="finite_difference", fd_step=2e-3),
-                    dict(loss="bce")):
-        task_options = {"loss": "l1", **options}
-        torch.manual_seed(0)
-        config = SdfTaskConfig(field="grid", n_samples=4096, batch_size=512,
-                               **{**SMALL, **task_options})
-        task = SdfTask(sphere, config)
-        terms = task.train_step(0, torch.Generator().manual_seed(0))
-        for name in ("eikonal", "normal"):
-            assert (name in terms) == (options.get(f"{name}_weight", 0) > 0)
-        result = Trainer(task, TrainerConfig(steps=40, **LR), tmp_path, progress=False).fit()
-        assert result["iou"] > base["iou"] - 0.1, (options, result, base)
+@pytest.mark.parametrize("options", [
+    dict(eikonal_weight=0.1, normal_weight=0.1),
+    dict(eikonal_weight=0.1, gradient="finite_difference", fd_step=2e-3),
+    dict(loss="bce"),
+])
+def test_gradient_terms_and_losses_train(sphere, tmp_path, options):
+    """The eikonal and normal terms (autograd or finite differences) and the bce loss fit."""
+    config = SdfTaskConfig(field="grid", n_samples=4096, batch_size=512, **{**SMALL, **options})
+    terms = SdfTask(sphere, config).train_step(0, torch.Generator().manual_seed(0))
+    for name in ("eikonal", "normal"):
+        assert (name in terms) == (options.get(f"{name}_weight", 0) > 0)
+        assert name not in terms or torch.isfinite(terms[name])
+    result = fit(sphere, tmp_path, "grid", steps=60, batch=512, lr=1e-2, **options)
+    assert result["iou"] > 0.8, result
 
 
 def test_eikonal_with_bce_rejected():
@@ -87,7 +86,7 @@ def mesh_file(tmp_path_factory):
     return path
 
 
-CLI_FIT = ["--steps", "40", "--batch-size", "512", "--n-samples", "4096", "--log2-table", "12",
+CLI_FIT = ["--steps", "60", "--warmup-steps", "5", "--batch-size", "512", "--n-samples", "4096", "--log2-table", "12",
            "--max-res", "64", "--resolution", "32", "--eval-points", "8192",
            "--eval-surface-points", "2000", "--lr-encoding", "1e-2"]
 

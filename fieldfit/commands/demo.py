@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fieldfit.renderers import OccupancyConfig
 from fieldfit.scenes import ImageTarget, SceneOptions, procedural_image, write_procedural_scene
 
 from ..io import prepare_out_dir, write_image
@@ -16,8 +17,10 @@ from ..trainer import TrainerConfig
 from .image import build_image_task
 from .nerf import build_nerf_task, summary
 
-DEMO_NERF = NerfTaskConfig(log2_table=17, samples_per_step=2**15, eval_views=0,
-                           video_frames=48)
+# Sized for 64 x 64 images: a coarser march and grid than lego's (a step still finer than a
+# pixel's footprint), and a smaller hash table.
+DEMO_NERF = NerfTaskConfig(log2_table=17, samples_per_step=2**15, render_steps=256,
+                           occupancy=OccupancyConfig(resolution=64), video_frames=48)
 
 
 @dataclass

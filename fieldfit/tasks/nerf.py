@@ -76,9 +76,9 @@ class NerfTaskConfig(S3IMOptions):
     """samples along the diagonal of the scene box (step size = diagonal / render_steps)"""
     early_stop_eps: float = 1e-4
     """stop marching a ray once its transmittance is below this"""
-    alpha_thre: float = 0.01
-    """skip samples with opacity below this (capped at the grid's mean occupancy; Instant-NGP's
-    minimum optical thickness)"""
+    alpha_thre: float = 0.0
+    """skip samples with opacity below this (capped at the grid's mean occupancy); > 0 saves
+    samples but can starve a young field of gradients"""
     occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
     """occupancy grid"""
     radiance: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
