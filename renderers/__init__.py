@@ -12,10 +12,16 @@ from .cameras import (
     rays_to_ndc,
     spiral_path,
 )
-from .marching import filter_visible, march_rays, ray_aabb_intersect, sample_along_rays
+from .marching import (
+    filter_visible,
+    front_to_back,
+    march_rays,
+    ray_aabb_intersect,
+    sample_along_rays,
+)
 from .occupancy import OccupancyConfig, OccupancyGrid
 from .packed import RaySamples, accumulate_along_rays, exclusive_cumsum, segment_counts
-from .render import MarchOptions, render_rays
+from .render import MarchOptions, render_front_to_back, render_rays
 from .volume import (
     RenderOutput,
     composite,
@@ -28,8 +34,8 @@ from .volume import (
 __all__ = [
     "Cameras", "MarchOptions", "OccupancyConfig", "OccupancyGrid", "Rays", "RaySamples",
     "RenderOutput", "accumulate_along_rays", "composite", "exclusive_cumsum", "filter_visible",
-    "focal_from_fov", "image_rays", "look_at", "make_cameras", "march_rays", "orbit_path",
-    "pixel_rays", "ray_aabb_intersect", "rays_to_ndc", "render_rays", "render_samples",
-    "sample_along_rays", "segment_counts", "spiral_path", "visible_samples",
-    "weights_from_alpha", "weights_from_density",
+    "focal_from_fov", "front_to_back", "image_rays", "look_at", "make_cameras", "march_rays",
+    "orbit_path", "pixel_rays", "ray_aabb_intersect", "rays_to_ndc", "render_front_to_back",
+    "render_rays", "render_samples", "sample_along_rays", "segment_counts", "spiral_path",
+    "visible_samples", "weights_from_alpha", "weights_from_density",
 ]

@@ -110,6 +110,11 @@ class OccupancyGrid(nn.Module):
         return inside & self.binaries.reshape(-1)[cell_indices(points, self.aabb,
                                                               self.resolution)]
 
+    def capped_alpha_thre(self, alpha_thre: float) -> float:
+        """``alpha_thre`` capped at the mean occupancy, as nerfacc does, so a young field (all
+        occupancies small) keeps its samples."""
+        return min(alpha_thre, self.occs.mean().item())
+
     @torch.no_grad()
     def sample(self, origins: torch.Tensor, directions: torch.Tensor, step_size: float,
                near_planes: torch.Tensor, far_planes: torch.Tensor,
@@ -118,12 +123,12 @@ class OccupancyGrid(nn.Module):
                backend: str = "auto") -> RaySamples:
         """Packed samples along rays through occupied cells, without the invisible ones.
 
-        ``alpha_thre`` is capped at the mean occupancy, as nerfacc does. ``skip_empty=False``
+        ``alpha_thre`` is capped (:meth:`capped_alpha_thre`). ``skip_empty=False``
         marches the whole box (the reference for tests). On CUDA with nerfacc installed
         (``backend`` auto or nerfacc) nerfacc's estimator does the work.
         """
         if sigma_fn is not None or alpha_fn is not None:
-            alpha_thre = min(alpha_thre, self.occs.mean().item())
+            alpha_thre = self.capped_alpha_thre(alpha_thre)
         nerfacc = load_nerfacc(origins.device, backend) if skip_empty else None
         if nerfacc is not None:
             if "_estimator" not in self.__dict__:  # cached outside the module's state dict

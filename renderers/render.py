@@ -120,9 +120,9 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
              "skip_empty": options.skip_empty, "backend": backend}
     if load_nerfacc(origins.device, backend) is None or not options.skip_empty:
         samples = grid.sample(origins, directions, options.step_size, near, far, **march)
-        alpha_thre = min(options.alpha_thre, grid.occs.mean().item())
         return render_front_to_back(samples, n_rays, rgb_sigma_fn, background,
-                                    options.early_stop_eps, alpha_thre)
+                                    options.early_stop_eps,
+                                    grid.capped_alpha_thre(options.alpha_thre))
     queries = 0
 
     def sigma_fn(t_starts, t_ends, ray_indices):

