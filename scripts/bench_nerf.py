@@ -40,7 +40,7 @@ class Args:
     """training budget per scene and field (wall clock of the training steps)"""
     steps: int = 0
     """step budget instead (0: none)"""
-    samples_per_step: int = 2**17
+    samples_per_step: int = 2**16
     """target field queries per step (see `fieldfit nerf --help`)"""
     eval_views: int = 25
     """test views for the final metrics (evenly spaced; 0: all)"""

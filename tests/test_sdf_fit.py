@@ -56,8 +56,8 @@ def test_every_preset_fits_a_torus_closely(tmp_path, field):
 
 
 @pytest.mark.parametrize("options", [
-    dict(eikonal_weight=0.1, normal_weight=0.1),
-    dict(eikonal_weight=0.1, gradient="finite_difference", fd_step=2e-3),
+    dict(eikonal_weight=0.02, normal_weight=0.02),
+    dict(eikonal_weight=0.02, gradient="finite_difference", fd_step=5e-3),
     dict(loss="bce"),
 ])
 def test_gradient_terms_and_losses_train(sphere, tmp_path, options):

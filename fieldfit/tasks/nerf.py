@@ -63,7 +63,7 @@ class NerfTaskConfig(S3IMOptions):
     """hash-grid backend: auto, torch, ..."""
     renderer: Literal["auto", "torch", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
-    samples_per_step: int = 2**17
+    samples_per_step: int = 2**16
     """target field queries per step (density queries that choose the samples, plus the
     rendered samples); the number of rays adapts to it"""
     max_rays: int = 2**14
