@@ -48,7 +48,7 @@ class Args:
     """test views per point of the PSNR-vs-time curve"""
     eval_every: int = 400
     """steps between curve points (0: no curve)"""
-    video_frames: int = 24
+    video_frames: int = 12
     """turntable frames written per run (0: none)"""
     profile_steps: int = 0
     """after training, time this many extra steps and print where the time goes"""
