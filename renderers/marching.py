@@ -47,6 +47,23 @@ def cell_indices(points: torch.Tensor, aabb: torch.Tensor, resolution: int) -> t
     return (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
 
 
+def occupied_box(binaries: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
+    """(6,) the smallest box of whole cells holding every occupied cell of ``binaries``
+    (R, R, R) over ``aabb``; an empty box behind every ray when none is occupied."""
+    res = binaries.shape[0]
+    cell = (aabb[3:] - aabb[:3]) / res
+    lo, hi = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        used = torch.nonzero(binaries.any(dim=others))[:, 0]
+        if len(used) == 0:
+            return torch.cat([aabb[:3], aabb[:3]]) - 1.0  # nothing occupied: no hits
+        lo.append(used[0])
+        hi.append(used[-1] + 1)
+    lo_t, hi_t = torch.stack(lo).to(aabb.dtype), torch.stack(hi).to(aabb.dtype)
+    return torch.cat([aabb[:3] + lo_t * cell, aabb[:3] + hi_t * cell])
+
+
 def march_rays(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
                binaries: torch.Tensor | None, near_planes: torch.Tensor,
                far_planes: torch.Tensor, step_size: float) -> RaySamples:
@@ -60,7 +77,9 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tens
         Packed intervals of length ``step_size``, sorted by ray and distance.
     """
     n_rays = origins.shape[0]
-    t_min, t_max, hits = ray_aabb_intersect(origins, directions, aabb)
+    # only the box around the occupied cells can hold samples: march just through it
+    box = aabb if binaries is None else occupied_box(binaries, aabb)
+    t_min, t_max, hits = ray_aabb_intersect(origins, directions, box)
     t_lo = torch.maximum(t_min, near_planes)
     t_hi = torch.minimum(t_max, far_planes)
     # lattice indices whose midpoint near + (k + 0.5) * step lies in [t_lo, t_hi)
