@@ -2,5 +2,6 @@
 
 from .base import Task
 from .image import ImageTask, ImageTaskConfig
+from .nerf import NerfTask, NerfTaskConfig
 
-__all__ = ["ImageTask", "ImageTaskConfig", "Task"]
+__all__ = ["ImageTask", "ImageTaskConfig", "NerfTask", "NerfTaskConfig", "Task"]

@@ -153,6 +153,9 @@ class NerfTask(Task):
     def param_groups(self) -> list[ParamGroup]:
         return self.model.field.param_groups()
 
+    def lr_defaults(self) -> dict[str, float]:
+        return dict(self.field_config.lr)
+
     def before_step(self, step: int) -> None:
         field, step_size = self.model.field, self.step_size
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
