@@ -101,6 +101,7 @@ def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name):
 
 def test_eval_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
     from fieldfit.scenes import ImageTarget, procedural_image
+
     from fieldfit.tasks import ImageTask, ImageTaskConfig
 
     task = ImageTask(ImageTarget(procedural_image(16, 16)), ImageTaskConfig(log2_table=8))

@@ -12,11 +12,11 @@ from fieldfit.renderers import (
     OccupancyGrid,
     Rays,
     filter_visible,
-    render_front_to_back,
-    render_samples,
     march_rays,
     ray_aabb_intersect,
+    render_front_to_back,
     render_rays,
+    render_samples,
     visible_samples,
     weights_from_density,
 )
