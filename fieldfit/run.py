@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT_NAME
@@ -14,6 +15,23 @@ from .tasks.base import Task
 from .trainer import Trainer, TrainerConfig
 
 log = logging.getLogger("fieldfit")
+
+
+@dataclass
+class RunOptions:
+    """Where a fit writes its outputs, and what to do with a run already there."""
+
+    out: Path
+    """output folder"""
+    resume: bool = False
+    """continue the run in --out from its checkpoint"""
+    overwrite: bool = False
+    """replace a run already in --out"""
+
+    def fit(self, task: Task, trainer_config: TrainerConfig) -> dict:
+        """:func:`run_task` into ``out``."""
+        return run_task(task, trainer_config, self.out, resume=self.resume,
+                        overwrite=self.overwrite)
 
 
 def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool = False,

@@ -14,6 +14,7 @@ from .presets import FIELD_PRESETS, PresetContext, field_names, field_preset
 from .radiance import RadianceConfig, RadianceField, trunc_exp
 from .rbf import RBFConfig, RBFEncoding
 from .rbf_init import image_weights, sdf_weights, weighted_kmeans
+from .sdf_radiance import SdfGeometryConfig, SdfRadianceField
 from .sh import SHEncoding, sh_encode
 from .triplane import TriPlane, TriPlaneConfig
 
@@ -26,7 +27,8 @@ __all__ = [
     "FrequencyEncoding", "HashGrid", "HashGridConfig", "HashGridLayout", "MLP", "MLPConfig",
     "ParamGroup", "PresetContext", "field_names", "field_preset", "from_dict",
     "hash_encode_torch", "make_layout", "register_config", "to_dict",
-    "RadianceConfig", "RadianceField", "SHEncoding", "sh_encode", "trunc_exp",
+    "RadianceConfig", "RadianceField", "SdfGeometryConfig", "SdfRadianceField", "SHEncoding",
+    "sh_encode", "trunc_exp",
     "CAMConfig", "CAMDecoder", "ConcatConfig", "ConcatEncoding", "DenseGridConfig",
     "FourierFeatureConfig", "FourierFeatures", "RBFConfig", "RBFEncoding", "TriPlane",
     "TriPlaneConfig", "count_parameters", "direction_to_unit_square", "fit_budget",

@@ -39,6 +39,9 @@ class PresetContext:
     """target parameter count (trainable and frozen); None: each preset's own size"""
     out_dims: int = 3
     """decoder outputs (counted against the budget)"""
+    view_dependent: bool = True
+    """nerf: the geometry decoder may read the view direction (a density field; an SDF must
+    not depend on it)"""
 
 
 def _grid(ctx: PresetContext) -> FieldConfig:

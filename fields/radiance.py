@@ -57,11 +57,12 @@ class RadianceConfig:
             raise ValueError("radiance: geo_features must be >= 0")
 
 
-class RadianceField(nn.Module):
-    """(n, 3) points and (n, 3) unit view directions -> (n, 3) colours and (n,) densities.
+class ColorFieldBase(nn.Module):
+    """A geometry field (any encoding and decoder) with ``1 + geo_features`` outputs, and the
+    colour network that reads them with the view encoding; subclasses say what output 0 is."""
 
-    Density is zero outside ``aabb`` (2, 3).
-    """
+    extra_color_inputs = 0
+    """inputs of the colour network beside the geometry output and the view encoding"""
 
     def __init__(self, geometry: FieldConfig, aabb: torch.Tensor,
                  config: RadianceConfig | None = None):
@@ -70,11 +71,27 @@ class RadianceField(nn.Module):
         c = self.config
         self.geometry: Field = geometry.build(3, 1 + c.geo_features, aabb)
         self.sh = SHEncoding(c.sh_degree)
-        self.color = c.color.build(1 + c.geo_features + self.sh.n_output_dims, 3)
+        self.color = c.color.build(
+            1 + c.geo_features + self.extra_color_inputs + self.sh.n_output_dims, 3)
 
     @property
     def aabb(self) -> torch.Tensor:
         return self.geometry.aabb
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The geometry field's groups, plus the colour network at the decoder lr."""
+        color = [p for p in self.color.parameters() if p.requires_grad]
+        return [*self.geometry.param_groups(), ParamGroup("color", color, lr_key="decoder")]
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class RadianceField(ColorFieldBase):
+    """(n, 3) points and (n, 3) unit view directions -> (n, 3) colours and (n,) densities.
+
+    Density is zero outside ``aabb`` (2, 3).
+    """
 
     def _geometry(self, x: torch.Tensor, directions: torch.Tensor):
         h = self.geometry(x, directions)
@@ -91,11 +108,3 @@ class RadianceField(nn.Module):
         sigma, h = self._geometry(x, directions)
         rgb = self.color(torch.cat([h, self.sh(directions)], dim=-1))
         return rgb, sigma
-
-    def param_groups(self) -> list[ParamGroup]:
-        """The geometry field's groups, plus the colour network at the decoder lr."""
-        color = [p for p in self.color.parameters() if p.requires_grad]
-        return [*self.geometry.param_groups(), ParamGroup("color", color, lr_key="decoder")]
-
-    def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -158,8 +158,8 @@ def mlp_preset(ctx: PresetContext) -> FieldConfig:
 def cam_preset(ctx: PresetContext) -> FieldConfig:
     """The Fourier-feature MLP with CAM on every hidden layer: modulated over the pixel
     position (32 x 32 grid) for images, the view direction (10 x 3, azimuth x elevation) for
-    radiance fields, the point (16^3) otherwise."""
-    if ctx.task == "nerf":
+    density radiance fields, the point (16^3) otherwise."""
+    if ctx.task == "nerf" and ctx.view_dependent:
         grid_shape, coordinate = (10, 3), "direction"
     else:
         grid_shape, coordinate = (32 if ctx.task == "image" else 16,) * ctx.dims, "cond"

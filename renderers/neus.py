@@ -20,8 +20,8 @@ from torch import nn
 
 from .cameras import Rays
 from .occupancy import OccupancyGrid
-from .render import MarchOptions
-from .volume import RenderOutput, render_samples
+from .render import MarchOptions, render_front_to_back
+from .volume import RenderOutput
 
 # (points (n, 3), directions (n, 3)) -> (colours (n, 3), sdf (n,), sdf gradients (n, 3))
 SdfRadianceFn = Callable[[torch.Tensor, torch.Tensor],
@@ -76,9 +76,10 @@ def render_sdf_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
                     backend: str = "auto") -> tuple[RenderOutput, torch.Tensor]:
     """Volume-render ``rays`` of an SDF field through the occupied cells of ``grid``.
 
-    Every sample in an occupied cell is composited (no early termination: that would need the
-    SDF gradient in the sampling pass too). Returns the render and the (n_samples, 3) SDF
-    gradients at the samples, for an eikonal term.
+    Samples are evaluated front to back, once each, and a ray stops once its transmittance
+    falls below ``options.early_stop_eps`` (:func:`~.render.render_front_to_back`). Returns
+    the render and the (n_evaluated, 3) SDF gradients at every evaluated sample, for an eikonal
+    term.
     """
     n_rays = len(rays)
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
@@ -99,6 +100,6 @@ def render_sdf_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         cos = (d * grad).sum(-1)
         return rgb, neus_alpha(sdf, cos, t_ends - t_starts, s, cos_anneal_ratio)
 
-    out = render_samples(samples, n_rays, rgb_alpha_fn=rgb_alpha_fn, background=background,
-                         backend=backend)
-    return out, gradients[0] if gradients else origins.new_zeros(0, 3)
+    out = render_front_to_back(samples, n_rays, background=background,
+                               early_stop_eps=options.early_stop_eps, rgb_alpha_fn=rgb_alpha_fn)
+    return out, torch.cat(gradients) if gradients else origins.new_zeros(0, 3)

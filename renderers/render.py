@@ -27,7 +27,7 @@ from .volume import (
     composite,
     render_samples,
     visible_samples,
-    weights_from_density,
+    weights_from_alpha,
 )
 
 # (points (n, 3), directions (n, 3)) -> densities (n,)
@@ -56,35 +56,43 @@ class MarchOptions:
     """skip unoccupied cells (False: march the whole box)"""
 
 
-def render_front_to_back(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn,
+def render_front_to_back(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn | None = None,
                          background: torch.Tensor | None = None, early_stop_eps: float = 1e-4,
-                         alpha_thre: float = 0.0) -> RenderOutput:
-    """Render packed samples, evaluating ``rgb_sigma_fn`` once per sample, front to back
+                         alpha_thre: float = 0.0,
+                         rgb_alpha_fn: SampleFn | None = None) -> RenderOutput:
+    """Render packed samples, evaluating the sample closure once per sample, front to back
     (:func:`.marching.front_to_back`), and compositing the visible ones.
 
-    The same image and gradients as :func:`.marching.filter_visible` followed by
-    :func:`.volume.render_samples`, without the separate density pass. ``n_queries`` of the
-    output counts the evaluated samples that were not composited.
+    Exactly one of ``rgb_sigma_fn`` / ``rgb_alpha_fn`` is given (as in
+    :func:`.volume.render_samples`). The same image and gradients as
+    :func:`.marching.filter_visible` followed by :func:`.volume.render_samples`, without the
+    separate density pass. ``n_queries`` of the output counts the evaluated samples that were
+    not composited.
     """
+    if (rgb_sigma_fn is None) == (rgb_alpha_fn is None):
+        raise ValueError("render_front_to_back: give exactly one of rgb_sigma_fn and "
+                         "rgb_alpha_fn")
     results = []
 
     def alpha_of(chosen: torch.Tensor) -> torch.Tensor:
         sub = samples.select(chosen)
-        rgbs, sigmas = rgb_sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
-        results.append((rgbs, sigmas))
-        return 1.0 - torch.exp(-sigmas.detach() * (sub.t_ends - sub.t_starts))
+        if rgb_alpha_fn is not None:
+            rgbs, alphas = rgb_alpha_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
+        else:
+            rgbs, sigmas = rgb_sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
+            alphas = 1.0 - torch.exp(-sigmas * (sub.t_ends - sub.t_starts))
+        results.append((rgbs, alphas))
+        return alphas.detach()
 
     visited, trans, order = front_to_back(samples, n_rays, alpha_of, early_stop_eps)
     if not results:  # no sample at all: every ray shows the background
         empty = samples.t_starts.new_zeros(0)
         return composite(samples, empty, empty.reshape(0, 1).expand(0, 3), n_rays, background)
     rgbs = torch.cat([r for r, _ in results])[order]
-    sigmas = torch.cat([s for _, s in results])[order]
-    dt = samples.t_ends[visited] - samples.t_starts[visited]
-    keep = visible_samples(trans, 1.0 - torch.exp(-sigmas.detach() * dt), early_stop_eps,
-                           alpha_thre)
+    alphas = torch.cat([a for _, a in results])[order]
+    keep = visible_samples(trans, alphas.detach(), early_stop_eps, alpha_thre)
     kept = samples.select(visited[keep])
-    weights = weights_from_density(kept, sigmas[keep], n_rays)[0]
+    weights = weights_from_alpha(alphas[keep], kept.ray_indices, n_rays)[0]
     out = composite(kept, weights, rgbs[keep], n_rays, background)
     out.n_queries = len(visited) - len(kept)
     return out

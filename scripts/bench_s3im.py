@@ -67,6 +67,8 @@ class Args:
     """(b) numbers of training views"""
     nerf_steps: int = 5000
     """(b) training steps per run"""
+    samples_per_step: int = 2**16
+    """(b) target field queries per step (the ray count adapts to it)"""
     eval_views: int = 25
     """(b) test views evaluated, evenly spaced over the 200 (0: all)"""
 
@@ -128,6 +130,7 @@ def bench_nerf(args: Args) -> list[dict]:
         for weight in args.weights:
             torch.manual_seed(args.seed)
             task = NerfTask(scene, NerfTaskConfig(eval_views=args.eval_views, video_frames=0,
+                                                  samples_per_step=args.samples_per_step,
                                                   **loss_options(weight)))
             out = args.out / "nerf" / f"views{n_views}" / setting_name(weight)
             result = run_task(task, TrainerConfig(steps=args.nerf_steps, seed=args.seed), out,

@@ -83,10 +83,11 @@ def test_cli_errors_for_checkpoints(tmp_path, capsys, fitted):
     assert "--frames 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("geometry", ["density", "sdf"])
 @pytest.mark.parametrize("name", field_names())
-def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name):
+def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name, geometry):
     torch.manual_seed(0)
-    config = NerfTaskConfig(field=name, log2_table=12, samples_per_step=1024,
+    config = NerfTaskConfig(field=name, geometry=geometry, log2_table=12, samples_per_step=1024,
                             occupancy=OccupancyConfig(resolution=16))
     task = NerfTask(load_nerf_scene(procedural_scene), config)
     generator = torch.Generator().manual_seed(0)

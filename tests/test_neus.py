@@ -84,4 +84,11 @@ def test_rendering_an_analytic_sphere():
                                rtol=0)
     torch.testing.assert_close(out.rgb[hit], torch.tensor([1.0, 0.0, 0.0]).expand(
         int(hit.sum()), 3), atol=1e-2, rtol=0)
-    assert grads.shape == (out.n_samples, 3)
+    # every evaluated sample has a gradient; rays stop inside the sphere (early termination)
+    assert grads.shape == (out.n_samples + out.n_queries, 3)
+    full, _ = render_sdf_rays(Rays(origins, directions), grid,
+                              MarchOptions(step_size=0.002, skip_empty=False, early_stop_eps=0.0),
+                              field, torch.tensor(3000.0))
+    assert full.n_samples > out.n_samples + out.n_queries
+    torch.testing.assert_close(out.rgb, full.rgb, atol=2e-4, rtol=0)
+    torch.testing.assert_close(out.opacity, full.opacity, atol=2e-4, rtol=0)

@@ -12,7 +12,7 @@ from fieldfit.fields import field_names
 from fieldfit.scenes import ALPHA_MODES, ImageTarget, load_image
 
 from ..errors import UserError
-from ..run import run_task
+from ..run import RunOptions
 from ..tasks.image import ImageTask, ImageTaskConfig
 from ..trainer import TrainerConfig
 
@@ -36,16 +36,12 @@ class ImageCommand:
 
     path: tyro.conf.Positional[Path]
     """image file (PNG, JPEG, 16-bit PNG, EXR, ...)"""
-    out: Path = Path("runs/image")
-    """output folder"""
+    output: Annotated[RunOptions, Flat] = field(
+        default_factory=lambda: RunOptions(Path("runs/image")))
     alpha: str = "white"
     """RGBA images: composite on white or black, or keep the alpha channel"""
     task: Annotated[ImageTaskConfig, Flat] = field(default_factory=ImageTaskConfig)
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
-    resume: bool = False
-    """continue the run in --out from its checkpoint"""
-    overwrite: bool = False
-    """replace a run already in --out"""
     debug: bool = False
     """show tracebacks"""
 
@@ -54,8 +50,7 @@ class ImageCommand:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
         target = ImageTarget(load_image(self.path, alpha=self.alpha))
         task = build_image_task(target, self.task)
-        result = run_task(task, self.train, self.out, resume=self.resume,
-                          overwrite=self.overwrite)
+        result = self.output.fit(task, self.train)
         print(f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} after {result['steps']} "
-              f"steps ({result['seconds']:.1f} s); outputs in {self.out}")
+              f"steps ({result['seconds']:.1f} s); outputs in {self.output.out}")
         return result

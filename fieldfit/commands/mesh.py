@@ -8,16 +8,17 @@ from pathlib import Path
 
 import tyro
 
-from fieldfit.renderers.mesh import MeshResolutionError, check_resolution, extract_mesh
-from fieldfit.renderers.mesh_image import shade_mesh
+from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 
 from ..checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
 from ..errors import UserError
-from ..io import MESH_FORMATS, write_image, write_mesh
+from ..io import MESH_FORMATS
+from ..tasks.nerf import surface_from_nerf_checkpoint
 from ..tasks.sdf import Surface, surface_from_checkpoint
 
 SURFACES: dict[str, Callable[[Checkpoint], Surface]] = {
     "sdf": surface_from_checkpoint,
+    "nerf": surface_from_nerf_checkpoint,
 }
 """task name -> the implicit surface of one of its checkpoints"""
 
@@ -28,7 +29,8 @@ class MeshCommand:
     frame of the fitted data) and a shaded PNG of it beside the mesh."""
 
     checkpoint: tyro.conf.Positional[Path]
-    """run folder or checkpoint.safetensors of a `fieldfit sdf` run"""
+    """run folder or checkpoint.safetensors of a `fieldfit sdf` or `fieldfit nerf --geometry
+    sdf` run"""
     out: Path | None = None
     """mesh file (.ply or .obj); default: mesh_RESOLUTION.ply in the run folder"""
     resolution: int = 512
@@ -61,9 +63,7 @@ class MeshCommand:
             reason = str(err).splitlines()[0]
             raise UserError(f"{self.checkpoint}: checkpoint does not hold a usable field "
                             f"({reason})") from None
-        vertices, faces = extract_mesh(surface.sdf, self.resolution, surface.bounds, self.chunk)
-        write_mesh(out, surface.to_input(vertices), faces)
-        write_image(out.with_suffix(".png"), shade_mesh(vertices, faces))
-        print(f"{len(vertices)} vertices, {len(faces)} faces: {out} "
+        n_vertices, n_faces = surface.write(out, self.resolution, self.chunk)
+        print(f"{n_vertices} vertices, {n_faces} faces: {out} "
               f"(and {out.with_suffix('.png')})")
         return out

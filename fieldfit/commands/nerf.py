@@ -12,7 +12,7 @@ from fieldfit.fields import field_names
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from ..errors import UserError
-from ..run import run_task
+from ..run import RunOptions
 from ..tasks.nerf import NerfTask, NerfTaskConfig
 from ..trainer import TrainerConfig
 
@@ -45,21 +45,16 @@ class NerfCommand:
 
     data: tyro.conf.Positional[Path]
     """scene folder"""
-    out: Path = Path("runs/nerf")
-    """output folder"""
+    output: Annotated[RunOptions, Flat] = field(
+        default_factory=lambda: RunOptions(Path("runs/nerf")))
     scene: Annotated[SceneOptions, Flat] = field(default_factory=SceneOptions)
     task: Annotated[NerfTaskConfig, Flat] = field(default_factory=NerfTaskConfig)
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
-    resume: bool = False
-    """continue the run in --out from its checkpoint"""
-    overwrite: bool = False
-    """replace a run already in --out"""
     debug: bool = False
     """show tracebacks"""
 
     def run(self) -> dict:
         task = build_nerf_task(self.data, self.scene, self.task)
-        result = run_task(task, self.train, self.out, resume=self.resume,
-                          overwrite=self.overwrite)
-        print(summary(result, self.out))
+        result = self.output.fit(task, self.train)
+        print(summary(result, self.output.out))
         return result

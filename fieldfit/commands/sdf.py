@@ -12,7 +12,7 @@ from fieldfit.fields import field_names
 from fieldfit.scenes.meshes import load_mesh
 
 from ..errors import UserError
-from ..run import run_task
+from ..run import RunOptions
 from ..tasks.sdf import SdfTask, SdfTaskConfig
 from ..trainer import TrainerConfig
 
@@ -38,24 +38,19 @@ class SdfCommand:
 
     path: tyro.conf.Positional[Path]
     """mesh file (OBJ, PLY, STL, OFF)"""
-    out: Path = Path("runs/sdf")
-    """output folder"""
+    output: Annotated[RunOptions, Flat] = field(
+        default_factory=lambda: RunOptions(Path("runs/sdf")))
     task: Annotated[SdfTaskConfig, Flat] = field(default_factory=SdfTaskConfig)
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
-    resume: bool = False
-    """continue the run in --out from its checkpoint"""
-    overwrite: bool = False
-    """replace a run already in --out"""
     debug: bool = False
     """show tracebacks"""
 
     def run(self) -> dict:
         task = build_sdf_task(self.path, self.task)
-        result = run_task(task, self.train, self.out, resume=self.resume,
-                          overwrite=self.overwrite)
+        result = self.output.fit(task, self.train)
         print(f"IoU {result['iou']:.5f}, NAE {_fmt(result['nae_deg'])} deg, Chamfer-L1 "
               f"{_fmt(result['chamfer_l1'])}, F-score {result['fscore']:.4f} after "
-              f"{result['steps']} steps ({result['seconds']:.1f} s); outputs in {self.out}")
+              f"{result['steps']} steps ({result['seconds']:.1f} s); outputs in {self.output.out}")
         return result
 
 

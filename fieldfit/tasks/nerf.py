@@ -4,6 +4,10 @@ Each step draws random rays across all training images; the number of rays adapt
 number of samples per step stays near ``samples_per_step``. The occupancy grid is part of the
 model (its buffers are in the state dict) and is updated by :meth:`NerfTask.before_step`, so the
 trainer knows nothing about it.
+
+With ``geometry="sdf"`` the field is a signed distance rendered as NeuS does
+(:mod:`fieldfit.renderers.neus`): a learned sharpness turns the SDF into opacities, an eikonal
+term keeps it a distance, and `fieldfit mesh` extracts its zero level.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from fieldfit.fields import (
     PresetContext,
     RadianceConfig,
     RadianceField,
+    SdfGeometryConfig,
+    SdfRadianceField,
     field_preset,
     from_dict,
     to_dict,
 )
-from fieldfit.losses import S3IMOptions, parse_loss
+from fieldfit.losses import S3IMOptions, eikonal, parse_loss
 from fieldfit.renderers import (
     Cameras,
     MarchOptions,
@@ -39,6 +45,7 @@ from fieldfit.renderers import (
     render_rays,
     spiral_path,
 )
+from fieldfit.renderers.neus import Sharpness, render_sdf_rays, sdf_occupancy
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
 from ..checkpoint import Checkpoint
@@ -47,6 +54,7 @@ from ..io import write_image, write_json
 from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
 from .base import ParamGroup, Task
+from .sdf import Surface
 
 
 @dataclass
@@ -55,6 +63,9 @@ class NerfTaskConfig(S3IMOptions):
 
     field: str = "grid"
     """field preset for the geometry (see `fieldfit nerf --help` for the list)"""
+    geometry: Literal["density", "sdf"] = "density"
+    """density (NeRF), or sdf: a signed distance rendered as NeuS does, whose surface
+    `fieldfit mesh` extracts"""
     log2_table: int = 19
     """hash-table size of grid-based fields"""
     max_res: int = 0
@@ -83,6 +94,17 @@ class NerfTaskConfig(S3IMOptions):
     """occupancy grid"""
     radiance: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
     """density and colour heads"""
+    sdf: SdfGeometryConfig = dataclasses.field(default_factory=SdfGeometryConfig)
+    """the SDF of --geometry sdf"""
+    eikonal_weight: float = 0.1
+    """--geometry sdf: weight of the eikonal term (|grad f| - 1)^2 on the rendered samples"""
+    sharpness_init: float = 0.3
+    """--geometry sdf: NeuS's initial log-sharpness v (s = exp(10 v))"""
+    cos_anneal_steps: int = 1000
+    """--geometry sdf: steps over which NeuS's cosine annealing goes from 0 to 1 (0: none)"""
+    mesh_resolution: int = 256
+    """--geometry sdf: marching-cubes cells per axis of the mesh.ply written with the outputs
+    (0: none)"""
     eval_views: int = 0
     """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
     chunk: int = 8192
@@ -99,15 +121,31 @@ class NerfTaskConfig(S3IMOptions):
             raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
         if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
             raise ValueError("--early-stop-eps and --alpha-thre must be in [0, 1)")
+        if self.eikonal_weight < 0 or self.cos_anneal_steps < 0 or self.mesh_resolution < 0:
+            raise ValueError("--eikonal-weight, --cos-anneal-steps and --mesh-resolution must "
+                             "be >= 0")
 
 
 class NerfModel(nn.Module):
-    """The radiance field, its occupancy grid, and the adaptive ray count (all checkpointed)."""
+    """The radiance field, its occupancy grid, the adaptive ray count and, for an SDF field,
+    NeuS's sharpness (all checkpointed)."""
 
-    def __init__(self, field: RadianceField, grid: OccupancyGrid, rays_per_step: int):
+    def __init__(self, field: RadianceField | SdfRadianceField, grid: OccupancyGrid,
+                 rays_per_step: int, sharpness: Sharpness | None = None):
         super().__init__()
-        self.field, self.grid = field, grid
+        self.field, self.grid, self.sharpness = field, grid, sharpness
         self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
+
+
+def build_nerf_model(config: NerfTaskConfig, field_config: FieldConfig,
+                     aabb: torch.Tensor) -> NerfModel:
+    """The untrained model of ``config`` over the (2, 3) box ``aabb``."""
+    grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
+    rays = max(64, config.samples_per_step // 256)
+    if config.geometry == "sdf":
+        field = SdfRadianceField(field_config, aabb, config.radiance, config.sdf)
+        return NerfModel(field, grid, rays, Sharpness(config.sharpness_init))
+    return NerfModel(RadianceField(field_config, aabb, config.radiance), grid, rays)
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:
@@ -130,12 +168,12 @@ class NerfTask(Task):
         aabb = scene.aabb
         side = float((aabb[1] - aabb[0]).max())
         max_res = config.max_res or round(2048 * side / 3)
+        self.sdf_geometry = config.geometry == "sdf"
         ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
-                            backend=config.backend, out_dims=1 + config.radiance.geo_features)
+                            backend=config.backend, out_dims=1 + config.radiance.geo_features,
+                            view_dependent=not self.sdf_geometry)
         self.field_config = field_config or field_preset(config.field, ctx)
-        radiance = RadianceField(self.field_config, aabb, config.radiance)
-        grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
-        self.model = NerfModel(radiance, grid, max(64, config.samples_per_step // 256))
+        self.model = build_nerf_model(config, self.field_config, aabb)
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
@@ -151,7 +189,11 @@ class NerfTask(Task):
                 "scene": to_dict(self.scene_options), "data": str(self.scene.source.resolve())}
 
     def param_groups(self) -> list[ParamGroup]:
-        return self.model.field.param_groups()
+        groups = self.model.field.param_groups()
+        if self.model.sharpness is not None:
+            groups.append(ParamGroup("sharpness", list(self.model.sharpness.parameters()),
+                                     lr_key="decoder"))
+        return groups
 
     def lr_defaults(self) -> dict[str, float]:
         return dict(self.field_config.lr)
@@ -161,6 +203,8 @@ class NerfTask(Task):
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
 
         def occupancy(x: torch.Tensor) -> torch.Tensor:
+            if self.sdf_geometry:
+                return sdf_occupancy(field.sdf(x), self.model.sharpness().detach(), step_size)
             directions = F.normalize(torch.randn(x.shape, generator=generator), dim=-1)
             return field.density(x, directions.to(x.device)) * step_size
 
@@ -178,15 +222,24 @@ class NerfTask(Task):
         target = split.colors[image, row, col]
         if split.alphas is not None:
             target = target + (1.0 - split.alphas[image, row, col]) * background
-        out = self.render(rays, background, train=True, generator=generator)
+        if self.sdf_geometry:
+            out, gradients = self._render_sdf(rays, background, train=True, generator=generator,
+                                              step=step)
+            out.n_queries = out.n_samples * (self.config.sdf.queries_per_sample - 1)
+        else:
+            out = self.render(rays, background, train=True, generator=generator)
         total, terms = self.loss(out.rgb, target, generator)
         if out.n_samples == 0:  # every ray missed the occupied cells: keep the graph connected
-            total = total + 0.0 * self.model.field.density(rays.origins[:1],
-                                                            rays.directions[:1]).sum()
+            total = total + 0.0 * self.model.field(rays.origins[:1], rays.directions[:1])[1].sum()
+        elif self.sdf_geometry and self.config.eikonal_weight > 0:
+            terms["eikonal"] = eikonal(gradients)
+            total = total + self.config.eikonal_weight * terms["eikonal"]
         self._adapt_ray_count(n, out.n_samples + out.n_queries)
         result = {"loss": total, **terms, "rays": torch.tensor(float(n)),
                   "samples": torch.tensor(float(out.n_samples)),
                   "queries": torch.tensor(float(out.n_queries))}
+        if self.sdf_geometry:
+            result["sharpness"] = self.model.sharpness().detach()
         if "mse" not in result:
             result["mse"] = torch.mean((out.rgb.detach() - target) ** 2)
         return result
@@ -208,6 +261,11 @@ class NerfTask(Task):
             paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
         if self.config.video_frames:
             paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
+        if self.sdf_geometry and self.config.mesh_resolution:
+            aabb = self.model.field.aabb
+            surface = Surface(sdf=self.model.field.sdf, bounds=aabb, to_input=lambda v: v)
+            surface.write(out_dir / "mesh.ply", self.config.mesh_resolution, self.config.chunk)
+            paths += [out_dir / "mesh.ply", out_dir / "mesh.png"]
         metrics = {**self.evaluate(), "params": self.model.field.n_parameters(),
                    "occupied_fraction": float(self.model.grid.binaries.float().mean())}
         write_json(out_dir / "metrics.json", metrics)
@@ -222,9 +280,21 @@ class NerfTask(Task):
     def render(self, rays, background: torch.Tensor, train: bool = False,
                generator: torch.Generator | None = None) -> RenderOutput:
         """Volume-render ``rays`` (differentiable when ``train``)."""
+        if self.sdf_geometry:
+            return self._render_sdf(rays, background, train, generator)[0]
         field = self.model.field
         return render_rays(rays, self.model.grid, self.march_options(train), field.density,
                            field.forward, background, generator, backend=self.config.renderer)
+
+    def _render_sdf(self, rays, background: torch.Tensor, train: bool = False,
+                    generator: torch.Generator | None = None, step: int | None = None):
+        """NeuS rendering of the SDF field: the render and the (n_samples, 3) SDF gradients.
+        ``step`` sets the cosine annealing (None: finished)."""
+        anneal = self.config.cos_anneal_steps
+        ratio = 1.0 if step is None or anneal == 0 else min(1.0, step / anneal)
+        return render_sdf_rays(rays, self.model.grid, self.march_options(train),
+                               self.model.field, self.model.sharpness(), background, generator,
+                               cos_anneal_ratio=ratio, backend=self.config.renderer)
 
     @torch.no_grad()
     def render_view(self, cameras: Cameras, index: int) -> dict[str, np.ndarray]:
@@ -308,3 +378,18 @@ def nerf_task_from_checkpoint(ckpt: Checkpoint, path: Path) -> NerfTask:
         reason = str(err).splitlines()[0]
         raise UserError(f"{path}: checkpoint does not match its model ({reason})") from None
     return task
+
+
+def surface_from_nerf_checkpoint(ckpt: Checkpoint) -> Surface:
+    """The SDF of a `fieldfit nerf --geometry sdf` checkpoint over its scene box, in the
+    scene's frame (NDC for forward-facing scenes); the scene itself is not read."""
+    saved = ckpt.meta["task_config"]
+    config = from_dict(NerfTaskConfig, saved["task"], "task")
+    if config.geometry != "sdf":
+        raise ValueError(f"a {config.geometry} field has no surface; fit one with "
+                         "`fieldfit nerf --geometry sdf`")
+    aabb = ckpt.model["grid.aabb"].reshape(2, 3)
+    model = build_nerf_model(config, from_dict(FieldConfig, saved["field"], "field"), aabb)
+    model.load_state_dict(ckpt.model)
+    model.eval()
+    return Surface(sdf=model.field.sdf, bounds=aabb, to_input=lambda v: v)

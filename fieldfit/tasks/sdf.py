@@ -217,6 +217,15 @@ class Surface:
     to_input: Callable[[np.ndarray], np.ndarray]
     """(n, 3) box points -> (n, 3) points in the frame of the fitted data"""
 
+    def write(self, path: Path, resolution: int, chunk: int = 2**18) -> tuple[int, int]:
+        """Extract the zero level by marching cubes (``resolution`` cells per axis), write it
+        to ``path`` (.ply/.obj, in the data's frame) and a shaded PNG beside it; returns the
+        vertex and face counts."""
+        vertices, faces = extract_mesh(self.sdf, resolution, self.bounds, chunk)
+        write_mesh(path, self.to_input(vertices), faces)
+        write_image(path.with_suffix(".png"), shade_mesh(vertices, faces))
+        return len(vertices), len(faces)
+
 
 def surface_from_checkpoint(ckpt: Checkpoint) -> Surface:
     """The SDF field of an `fieldfit sdf` checkpoint, with its box and transform."""
