@@ -53,7 +53,7 @@ class Args:
     """SDF data term: mape (NeuRBF), l1 or bce"""
     batch_size: int = 2**14
     """points per step"""
-    n_samples: int = 2**20
+    n_samples: int = 2**23
     """training points per mesh"""
     resolution: int = 512
     """marching cubes resolution of the evaluated mesh"""

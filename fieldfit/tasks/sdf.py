@@ -42,9 +42,11 @@ class SdfTaskConfig:
     """parameter count (trainable and frozen) the preset is sized to; None: its own size"""
     margin: float = 0.1
     """the mesh is scaled so its longest side spans the box [-1, 1]^3 less this margin"""
-    n_samples: int = 2**20
-    """training points, sampled once: surface, Gaussian-perturbed (sigma 0.003, 0.01, 0.1)
-    and uniform, in the tri-plane paper's proportions"""
+    n_samples: int = 2**23
+    """training points, sampled once (about 50 s for 2^23): surface, Gaussian-perturbed (sigma
+    0.003, 0.01, 0.1) and uniform, in the tri-plane paper's proportions. Fewer leave the finest
+    grid cells between surface samples unconstrained: on the bunny, 2^20 points stop at IoU
+    0.9990, 2^23 reach 0.9993 in the same 5 minutes"""
     batch_size: int = 2**14
     """points per step"""
     loss: Literal["mape", "l1", "bce"] = "mape"
