@@ -262,9 +262,8 @@ class NerfTask(Task):
         if self.config.video_frames:
             paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
         if self.sdf_geometry and self.config.mesh_resolution:
-            aabb = self.model.field.aabb
-            surface = Surface(sdf=self.model.field.sdf, bounds=aabb, to_input=lambda v: v)
-            surface.write(out_dir / "mesh.ply", self.config.mesh_resolution, self.config.chunk)
+            sdf_surface(self.model).write(out_dir / "mesh.ply", self.config.mesh_resolution,
+                                          self.config.chunk)
             paths += [out_dir / "mesh.ply", out_dir / "mesh.png"]
         metrics = {**self.evaluate(), "params": self.model.field.n_parameters(),
                    "occupied_fraction": float(self.model.grid.binaries.float().mean())}
@@ -392,4 +391,9 @@ def surface_from_nerf_checkpoint(ckpt: Checkpoint) -> Surface:
     model = build_nerf_model(config, from_dict(FieldConfig, saved["field"], "field"), aabb)
     model.load_state_dict(ckpt.model)
     model.eval()
-    return Surface(sdf=model.field.sdf, bounds=aabb, to_input=lambda v: v)
+    return sdf_surface(model)
+
+
+def sdf_surface(model: NerfModel) -> Surface:
+    """The zero level of ``model``'s SDF field over its box, in the scene's frame."""
+    return Surface(sdf=model.field.sdf, bounds=model.field.aabb, to_input=lambda v: v)
