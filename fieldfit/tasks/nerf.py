@@ -225,7 +225,9 @@ class NerfTask(Task):
         if self.sdf_geometry:
             out, gradients = self._render_sdf(rays, background, train=True, generator=generator,
                                               step=step)
-            out.n_queries = out.n_samples * (self.config.sdf.queries_per_sample - 1)
+            # every evaluated sample (composited or not) costs queries_per_sample field queries
+            out.n_queries = (len(gradients) * self.config.sdf.queries_per_sample
+                             - out.n_samples)
         else:
             out = self.render(rays, background, train=True, generator=generator)
         total, terms = self.loss(out.rgb, target, generator)
