@@ -39,8 +39,10 @@ import torch
 from .fused import FusedKernels
 
 SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
-# no fused multiply-add, so that pos = x * scale + 0.5 rounds as in the reference
-CFLAGS = ["-O3", "-ffp-contract=off"]
+# no fused multiply-add, so that pos = x * scale + 0.5 rounds as in the reference; -fopenmp or
+# ATen's parallel_for compiles to a serial loop (the library then shares torch's libgomp)
+CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 
 
 def build_directory() -> Path:
@@ -81,7 +83,8 @@ def load_kernels() -> FusedKernels:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         cpp_extension.load(name=f"fieldfit_{SOURCE.stem}", sources=[str(SOURCE)],
-                           extra_cflags=CFLAGS, build_directory=str(folder),
+                           extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                           build_directory=str(folder),
                            is_python_module=False, verbose=False)
     except Exception as err:  # compiler, ninja or loader missing or failing: all mean "no cpp"
         lines = [line for line in str(err).splitlines() if line.strip()]

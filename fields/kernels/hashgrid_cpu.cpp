@@ -6,16 +6,23 @@
 // order (dim 0 fastest), dense row-major index when res^d <= size, otherwise the xor-prime hash on
 // uint32, both modulo the level size; table (n_entries, F) with levels at their offsets.
 //
-// Threads come from ATen's intra-op pool (OpenMP in torch's builds, sized by
-// torch.set_num_threads), so the extension links no second OpenMP runtime.
-//   forward:      points split over threads; each thread sweeps its points one level at a time
-//                 (one level's table stays in cache; point blocks measured slower), all 2^d
-//                 corners of a point in registers.
-//   table grads:  levels split over threads (batches of at least kPointGrain points). Levels own
-//                 disjoint slices of the table, so the scatter needs neither atomics nor
-//                 per-thread copies of the table, and the summation order (point order) is the
-//                 same for any thread count: runs are reproducible.
-//   input grads:  points split over threads, level by level (only when asked for).
+// Threads come from ATen's intra-op pool: at::parallel_for runs in parallel only when the
+// extension is compiled with -fopenmp (otherwise ATen's header falls back to a serial loop); the
+// library then needs libgomp.so.1, which resolves to the copy torch has already loaded, so
+// torch.set_num_threads sizes our threads too.
+//   forward:      points split over threads; each thread takes its points in blocks of
+//                 kPointBlock (the block's output rows stay in cache) and sweeps a block one level
+//                 at a time, all 2^d corners of a point in registers. The table rows of the point
+//                 kPrefetch ahead are prefetched: the lookups are random, so latency dominates.
+//   table grads:  one worker per thread, worker w owning levels w, w + T, w + 2T, ... (coarse,
+//                 cheap levels and fine, hashed ones alike). Levels own disjoint slices of the
+//                 table, so the scatter needs neither atomics nor per-thread copies of the table,
+//                 and the summation order (point order) is the same for any thread count: runs
+//                 are reproducible. Rows are prefetched kPrefetch points ahead.
+//   input grads:  as the forward (only when asked for).
+// Measured on a 2-core AMD EPYC (3D, 16 levels x 2 features, 2^19 table, 2^18 points, 2
+// threads): forward 150 -> 93 ms, table grads 132 -> 88 ms against the same kernels without
+// blocks, interleaving and prefetching.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -26,6 +33,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -34,6 +42,8 @@ namespace {
 
 constexpr uint32_t kPrimes[3] = {1u, 2654435761u, 805459861u};
 constexpr int64_t kPointGrain = 1024;
+constexpr int64_t kPointBlock = 4096;
+constexpr int64_t kPrefetch = 16;
 
 struct Level {
   double scale;
@@ -122,23 +132,64 @@ struct Cell {
   }
 };
 
+// Asks for the cache line at `address`. Inline assembly, because GCC 12 deletes a
+// __builtin_prefetch whose address it reads back from a local array (dead-code elimination
+// treats the builtin as free of side effects), which silently undid the prefetching here.
+inline void prefetch(const void* address) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address)));
+#elif defined(__aarch64__)
+  asm volatile("prfm pldl1keep, [%0]" : : "r"(address));
+#else
+  __builtin_prefetch(address);
+#endif
+}
+
+// Prefetches the table rows of point p's cell at one level.
+template <typename scalar_t, int D>
+inline void prefetch_rows(const scalar_t* x, int64_t p, const Level& lv, const scalar_t* table,
+                          int64_t n_features) {
+  const Cell<scalar_t, D> cell(x + p * D, lv);
+  for (int c = 0; c < (1 << D); ++c) prefetch(table + cell.rows[c] * n_features);
+}
+
+// Calls fn(p, level) for points [begin, end) in blocks of kPointBlock, a block one level at a
+// time, prefetching the table rows kPrefetch points ahead.
+template <typename scalar_t, int D, typename Fn>
+inline void sweep_blocks(const scalar_t* x, int64_t begin, int64_t end,
+                         const std::vector<Level>& levels, const scalar_t* table,
+                         int64_t n_features, Fn&& fn) {
+  for (int64_t start = begin; start < end; start += kPointBlock) {
+    const int64_t stop = std::min(end, start + kPointBlock);
+    for (size_t l = 0; l < levels.size(); ++l) {
+      for (int64_t p = start; p < std::min(stop, start + kPrefetch); ++p) {
+        prefetch_rows<scalar_t, D>(x, p, levels[l], table, n_features);
+      }
+      for (int64_t p = start; p < stop; ++p) {
+        if (p + kPrefetch < stop) {
+          prefetch_rows<scalar_t, D>(x, p + kPrefetch, levels[l], table, n_features);
+        }
+        fn(p, l);
+      }
+    }
+  }
+}
+
 template <typename scalar_t, int D>
 void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* out, int64_t n,
                   int64_t n_features, const std::vector<Level>& levels) {
   const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
   at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
-    for (size_t l = 0; l < levels.size(); ++l) {
-      for (int64_t p = begin; p < end; ++p) {
-        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
-        scalar_t* o = out + p * width + static_cast<int64_t>(l) * n_features;
-        for (int64_t f = 0; f < n_features; ++f) o[f] = 0;
-        for (int c = 0; c < (1 << D); ++c) {
-          const scalar_t w = cell.weight(c);
-          const scalar_t* row = table + cell.rows[c] * n_features;
-          for (int64_t f = 0; f < n_features; ++f) o[f] += w * row[f];
-        }
+    sweep_blocks<scalar_t, D>(x, begin, end, levels, table, n_features, [&](int64_t p, size_t l) {
+      const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+      scalar_t* o = out + p * width + static_cast<int64_t>(l) * n_features;
+      for (int64_t f = 0; f < n_features; ++f) o[f] = 0;
+      for (int c = 0; c < (1 << D); ++c) {
+        const scalar_t w = cell.weight(c);
+        const scalar_t* row = table + cell.rows[c] * n_features;
+        for (int64_t f = 0; f < n_features; ++f) o[f] += w * row[f];
       }
-    }
+    });
   });
 }
 
@@ -148,16 +199,22 @@ void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad
   const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
   const int64_t n_levels = static_cast<int64_t>(levels.size());
   // small batches stay on one thread: waking the pool would cost more than the work
-  const int64_t grain = n >= kPointGrain ? 1 : n_levels;
-  at::parallel_for(0, n_levels, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t l = begin; l < end; ++l) {
-      for (int64_t p = 0; p < n; ++p) {
-        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
-        const scalar_t* g = grad_out + p * width + l * n_features;
-        for (int c = 0; c < (1 << D); ++c) {
-          const scalar_t w = cell.weight(c);
-          scalar_t* row = grad_table + cell.rows[c] * n_features;
-          for (int64_t f = 0; f < n_features; ++f) row[f] += w * g[f];
+  const int64_t workers =
+      n >= kPointGrain ? std::min<int64_t>(at::get_num_threads(), n_levels) : 1;
+  at::parallel_for(0, workers, 1, [&](int64_t first, int64_t last) {
+    for (int64_t worker = first; worker < last; ++worker) {
+      for (int64_t l = worker; l < n_levels; l += workers) {
+        for (int64_t p = 0; p < n; ++p) {
+          if (p + kPrefetch < n) {
+            prefetch_rows<scalar_t, D>(x, p + kPrefetch, levels[l], grad_table, n_features);
+          }
+          const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+          const scalar_t* g = grad_out + p * width + l * n_features;
+          for (int c = 0; c < (1 << D); ++c) {
+            const scalar_t w = cell.weight(c);
+            scalar_t* row = grad_table + cell.rows[c] * n_features;
+            for (int64_t f = 0; f < n_features; ++f) row[f] += w * g[f];
+          }
         }
       }
     }
@@ -171,21 +228,19 @@ void input_grad_impl(const scalar_t* grad_out, const scalar_t* x, const scalar_t
   const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
   at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin * D; i < end * D; ++i) grad_x[i] = 0;
-    for (size_t l = 0; l < levels.size(); ++l) {
-      const scalar_t scale = static_cast<scalar_t>(levels[l].scale);
-      for (int64_t p = begin; p < end; ++p) {
-        const Cell<scalar_t, D> cell(x + p * D, levels[l]);
-        const scalar_t* g = grad_out + p * width + static_cast<int64_t>(l) * n_features;
-        scalar_t level_acc[D] = {};
-        for (int c = 0; c < (1 << D); ++c) {
-          const scalar_t* row = table + cell.rows[c] * n_features;
-          scalar_t dot = 0;
-          for (int64_t f = 0; f < n_features; ++f) dot += g[f] * row[f];
-          for (int j = 0; j < D; ++j) level_acc[j] += cell.weight_grad(c, j) * dot;
-        }
-        for (int j = 0; j < D; ++j) grad_x[p * D + j] += level_acc[j] * scale;
+    sweep_blocks<scalar_t, D>(x, begin, end, levels, table, n_features, [&](int64_t p, size_t l) {
+      const Cell<scalar_t, D> cell(x + p * D, levels[l]);
+      const scalar_t* g = grad_out + p * width + static_cast<int64_t>(l) * n_features;
+      scalar_t level_acc[D] = {};
+      for (int c = 0; c < (1 << D); ++c) {
+        const scalar_t* row = table + cell.rows[c] * n_features;
+        scalar_t dot = 0;
+        for (int64_t f = 0; f < n_features; ++f) dot += g[f] * row[f];
+        for (int j = 0; j < D; ++j) level_acc[j] += cell.weight_grad(c, j) * dot;
       }
-    }
+      const scalar_t scale = static_cast<scalar_t>(levels[l].scale);
+      for (int j = 0; j < D; ++j) grad_x[p * D + j] += level_acc[j] * scale;
+    });
   });
 }
 
