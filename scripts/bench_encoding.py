@@ -89,7 +89,7 @@ def variants(args: Args) -> dict[str, Callable]:
         except (ImportError, RuntimeError, OSError) as err:
             print(f"skipping backend {name}: {err}")
     if args.candidates:
-        found["torch.compile(reference)"] = torch.compile(hash_encode_torch)
+        found["torch.compile(reference)"] = torch.compile(hash_encode_torch, dynamic=False)
         found["vectorised torch"] = encode_vectorised
     return found
 

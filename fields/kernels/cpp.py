@@ -1,27 +1,23 @@
 """Fused C++ hash-grid kernels for the CPU (``hashgrid_cpu.cpp``), built on first use.
 
 Why this is the fast CPU backend: ``scripts/bench_encoding.py --dims 3 --batch-sizes 262144
---candidates`` (3D, 16 levels x 2 features, 2^19 table, 2^18 points) on a 2-core AMD EPYC VM
-shared with other jobs (load average ~6, so only the ratios mean much):
+--candidates`` (3D, 16 levels x 2 features, 2^19 table, 2^18 points) on an idle 2-core AMD
+EPYC VM, 2 threads:
 
     variant                          fwd+bwd points/s   vs torch   peak memory   first call
-    torch reference (per level)          32 K            1.0x       1.08 GiB     11 s
-    vectorised torch (one gather)        17 K            0.5x       1.98 GiB      9 s
-    torch.compile of the reference      101 K            3.1x       1.16 GiB      8 s (23 s cold)
-    C++ kernels (this module)           182 K            5.6x       0.06 GiB      1.5 s
+    torch reference (per level)         169 K            1.0x       1.14 GiB      1.9 s
+    vectorised torch (one gather)        70 K            0.4x       1.91 GiB      4.1 s
+    torch.compile of the reference      376 K            2.2x       1.18 GiB      1.1 s (+ compile)
+    C++ kernels (this module)          1.70 M           10.1x       0.08 GiB      0.16 s
 
-On an idle machine the margin is smaller: 3D fwd+bwd at 2^18 points, 2 threads, torch 252 K vs
-C++ 614 K points/s (2.4x; 1 thread 3.1x, 2^14 points 6.3x); the reference's many small ops
-suffer most from contention, and the kernels are memory-bound at large batches.
-
-torch.compile's forward alone was a little faster (400 K vs 320 K points/s), but it compiles
-per shape and grad mode (its no-grad forward took 200 s to compile, then 4-155 s per call under
-load) and needs the same compiler; the vectorised gather materialises (n, 16, 8) index tensors
-and loses to the reference. The C++ kernels keep a point's 16 x 8 corner lookups in registers,
-visit the table one level at a time (cache locality), and scatter each level's table gradient
-from one thread without atomics, instead of autograd's index_put per level. They give first
-derivatives in the table and the inputs; second derivatives come from the reference (see
-``fused.py``).
+torch.compile compiles per shape and grad mode (its no-grad forward took 200 s to compile on a
+loaded machine) and needs the same compiler; the vectorised gather materialises (n, 16, 8)
+index tensors and loses to the reference at large batches. The C++ kernels keep a point's
+16 x 8 corner lookups in registers, visit the table one level at a time over blocks of points,
+prefetch the random rows ahead, and scatter each level's table gradient from one thread without
+atomics, instead of autograd's index_put per level (the .cpp header says what each step
+gained). They give first derivatives in the table and the inputs; second derivatives come from
+the reference (see ``fused.py``).
 
 The library is compiled with the system C++ compiler by ``torch.utils.cpp_extension`` into a
 per-user cache directory (``$XDG_CACHE_HOME/fieldfit``, default ``~/.cache/fieldfit``), once per
