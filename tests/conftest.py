@@ -29,6 +29,21 @@ def procedural_scene(tmp_path_factory) -> Path:
                                   n_test=4)
 
 
+def fit_nerf(scene: Path, out: Path, steps: int, **config):
+    """Fit the NeRF task on ``scene`` for ``steps`` steps (seed 0, no periodic checkpoints);
+    ``config`` holds NerfTaskConfig fields. Returns (task, result)."""
+    from fieldfit.scenes import load_nerf_scene
+
+    from fieldfit.run import run_task
+    from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig
+    from fieldfit.trainer import TrainerConfig
+
+    torch.manual_seed(0)
+    task = NerfTask(load_nerf_scene(scene), NerfTaskConfig(**config))
+    result = run_task(task, TrainerConfig(steps=steps, checkpoint_every=0), out, progress=False)
+    return task, result
+
+
 @pytest.fixture
 def one_thread():
     """Run on one torch thread: for tiny tensors, thread synchronisation costs more than it

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import fit_nerf
 from fieldfit.fields import field_names
 from fieldfit.renderers import OccupancyConfig
 from fieldfit.scenes import load_nerf_scene
@@ -25,10 +26,7 @@ SMALL = {"log2_table": 14, "samples_per_step": 16384, "video_frames": 4,
 def fitted(procedural_scene, tmp_path_factory):
     """A 200-step fit of the 32 x 32 procedural scene (about 15 s on 2 cores)."""
     out = tmp_path_factory.mktemp("nerf_run")
-    torch.manual_seed(0)
-    task = NerfTask(load_nerf_scene(procedural_scene), NerfTaskConfig(**SMALL))
-    result = run_task(task, TrainerConfig(steps=200, checkpoint_every=0), out, progress=False)
-    return task, result, out
+    return (*fit_nerf(procedural_scene, out, steps=200, **SMALL), out)
 
 
 def test_fit_reaches_psnr_floor(fitted):

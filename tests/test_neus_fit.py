@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import fit_nerf
 from fieldfit.fields import RadianceConfig, SdfGeometryConfig, SdfRadianceField, field_preset
 from fieldfit.fields.presets import PresetContext
 from fieldfit.renderers import OccupancyConfig
@@ -78,10 +79,7 @@ def test_sdf_does_not_depend_on_the_view_direction():
 def neus_run(procedural_scene, tmp_path_factory):
     """A 150-step NeuS fit of the 32 x 32 procedural scene (about 10 s on 2 cores)."""
     out = tmp_path_factory.mktemp("neus_run")
-    torch.manual_seed(0)
-    task = NerfTask(load_nerf_scene(procedural_scene), NerfTaskConfig(**SMALL))
-    result = run_task(task, TrainerConfig(steps=150, checkpoint_every=0), out, progress=False)
-    return task, result, out
+    return (*fit_nerf(procedural_scene, out, steps=150, **SMALL), out)
 
 
 def test_neus_fit_learns_and_writes_a_mesh(neus_run, capsys):
