@@ -26,7 +26,10 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> Non
         ax_psnr.plot([h["step"] for h in evals], [h["eval"]["psnr"] for h in evals], "o-",
                      label="eval PSNR")
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB)")
-    ax_psnr.legend(loc="lower right")
+    if ax_psnr.lines:
+        ax_psnr.legend(loc="lower right")
+    else:  # SDF fits log no PSNR
+        ax_psnr.axis("off")
     for ax in (ax_loss, ax_psnr):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
