@@ -32,8 +32,8 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -153,8 +153,22 @@ inline void prefetch_rows(const scalar_t* x, int64_t p, const Level& lv, const s
   for (int c = 0; c < (1 << D); ++c) prefetch(table + cell.rows[c] * n_features);
 }
 
+// Calls fn(p) for points [begin, end) at level lv in order, prefetching the table rows of the
+// point kPrefetch ahead.
+template <typename scalar_t, int D, typename Fn>
+inline void sweep_level(const scalar_t* x, int64_t begin, int64_t end, const Level& lv,
+                        const scalar_t* table, int64_t n_features, Fn&& fn) {
+  for (int64_t p = begin; p < std::min(end, begin + kPrefetch); ++p) {
+    prefetch_rows<scalar_t, D>(x, p, lv, table, n_features);
+  }
+  for (int64_t p = begin; p < end; ++p) {
+    if (p + kPrefetch < end) prefetch_rows<scalar_t, D>(x, p + kPrefetch, lv, table, n_features);
+    fn(p);
+  }
+}
+
 // Calls fn(p, level) for points [begin, end) in blocks of kPointBlock, a block one level at a
-// time, prefetching the table rows kPrefetch points ahead.
+// time (sweep_level).
 template <typename scalar_t, int D, typename Fn>
 inline void sweep_blocks(const scalar_t* x, int64_t begin, int64_t end,
                          const std::vector<Level>& levels, const scalar_t* table,
@@ -162,15 +176,8 @@ inline void sweep_blocks(const scalar_t* x, int64_t begin, int64_t end,
   for (int64_t start = begin; start < end; start += kPointBlock) {
     const int64_t stop = std::min(end, start + kPointBlock);
     for (size_t l = 0; l < levels.size(); ++l) {
-      for (int64_t p = start; p < std::min(stop, start + kPrefetch); ++p) {
-        prefetch_rows<scalar_t, D>(x, p, levels[l], table, n_features);
-      }
-      for (int64_t p = start; p < stop; ++p) {
-        if (p + kPrefetch < stop) {
-          prefetch_rows<scalar_t, D>(x, p + kPrefetch, levels[l], table, n_features);
-        }
-        fn(p, l);
-      }
+      sweep_level<scalar_t, D>(x, start, stop, levels[l], table, n_features,
+                               [&](int64_t p) { fn(p, l); });
     }
   }
 }
@@ -204,10 +211,7 @@ void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad
   at::parallel_for(0, workers, 1, [&](int64_t first, int64_t last) {
     for (int64_t worker = first; worker < last; ++worker) {
       for (int64_t l = worker; l < n_levels; l += workers) {
-        for (int64_t p = 0; p < n; ++p) {
-          if (p + kPrefetch < n) {
-            prefetch_rows<scalar_t, D>(x, p + kPrefetch, levels[l], grad_table, n_features);
-          }
+        sweep_level<scalar_t, D>(x, 0, n, levels[l], grad_table, n_features, [&](int64_t p) {
           const Cell<scalar_t, D> cell(x + p * D, levels[l]);
           const scalar_t* g = grad_out + p * width + l * n_features;
           for (int c = 0; c < (1 << D); ++c) {
@@ -215,7 +219,7 @@ void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad
             scalar_t* row = grad_table + cell.rows[c] * n_features;
             for (int64_t f = 0; f < n_features; ++f) row[f] += w * g[f];
           }
-        }
+        });
       }
     }
   });
