@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # torch is pinned to 2.13.0 here so the CPU build is taken where it is available; the
 # package itself only asks for a range that 2.13.0 satisfies.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
