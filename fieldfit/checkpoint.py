@@ -33,7 +33,8 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
     tensors = {}
     for index, slots in state["state"].items():
         for slot, value in slots.items():
-            tensors[f"{index}/{slot}"] = torch.as_tensor(value).detach().clone().contiguous()
+            value = value if torch.is_tensor(value) else torch.tensor(value, device="cpu")
+            tensors[f"{index}/{slot}"] = value.detach().clone().contiguous()
     return tensors, state["param_groups"]
 
 

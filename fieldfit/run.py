@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .errors import UserError
 from .io import prepare_out_dir, write_json
 from .plots import plot_training_curve
 from .tasks.base import Task
-from .trainer import Trainer, TrainerConfig
+from .trainer import Hook, Trainer, TrainerConfig
 
 log = logging.getLogger("fieldfit")
 
@@ -28,14 +29,14 @@ class RunOptions:
     overwrite: bool = False
     """replace a run already in --out"""
 
-    def fit(self, task: Task, trainer_config: TrainerConfig) -> dict:
+    def fit(self, task: Task, trainer_config: TrainerConfig, hooks: Sequence[Hook] = ()) -> dict:
         """:func:`run_task` into ``out``."""
         return run_task(task, trainer_config, self.out, resume=self.resume,
-                        overwrite=self.overwrite)
+                        overwrite=self.overwrite, hooks=hooks)
 
 
 def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool = False,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, hooks: Sequence[Hook] = ()) -> dict:
     """Fit ``task`` into ``out``; returns the final metrics (also in ``out/metrics.json``).
 
     A folder that already holds a run is continued with ``resume`` or replaced with
@@ -48,7 +49,7 @@ def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool 
                         "to continue it or --overwrite to replace it")
     if resume and not existing.exists():
         raise UserError(f"--resume: {existing} does not exist")
-    trainer = Trainer(task, trainer_config, out, progress=progress)
+    trainer = Trainer(task, trainer_config, out, progress=progress, hooks=hooks)
     if resume:
         trainer.resume(existing)
     else:

@@ -20,13 +20,16 @@ from .representations import (
     triplane_recipe_preset,
 )
 
+PRESET_TASKS = ("image", "sdf", "nerf")
+"""the kinds of target presets are sized for (NeuS scenes are nerf)"""
+
 
 @dataclass
 class PresetContext:
     """What a preset may depend on."""
 
     task: str
-    """image, sdf or nerf"""
+    """image, sdf or nerf (:data:`PRESET_TASKS`)"""
     dims: int
     """input dimensions (2 for images, 3 otherwise)"""
     max_res: int = 2048
@@ -42,6 +45,10 @@ class PresetContext:
     view_dependent: bool = True
     """nerf: the geometry decoder may read the view direction (a density field; an SDF must
     not depend on it)"""
+
+    def __post_init__(self) -> None:
+        if self.task not in PRESET_TASKS:  # presets branch on the task: no silent fallback
+            raise ValueError(f"field presets know the tasks {PRESET_TASKS}, not {self.task!r}")
 
 
 def _grid(ctx: PresetContext) -> FieldConfig:

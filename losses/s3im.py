@@ -79,9 +79,11 @@ def strided_ssim(a: torch.Tensor, b: torch.Tensor, kernel_size: int = 4, stride:
 
 
 def s3im_orderings(n: int, repeats: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(repeats * n,) int64: ``arange(n)`` then ``repeats - 1`` draws of ``randperm(n)``."""
-    orders = [torch.arange(n)]
-    orders += [torch.randperm(n, generator=generator) for _ in range(repeats - 1)]
+    """(repeats * n,) int64: ``arange(n)`` then ``repeats - 1`` draws of ``randperm(n)``, on
+    the generator's device."""
+    device = "cpu" if generator is None else generator.device
+    orders = [torch.arange(n, device=device)]
+    orders += [torch.randperm(n, generator=generator, device=device) for _ in range(repeats - 1)]
     return torch.cat(orders)
 
 

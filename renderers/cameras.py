@@ -43,6 +43,11 @@ class Rays:
         """Consecutive chunks of at most ``size`` rays."""
         return [self.select(slice(i, i + size)) for i in range(0, len(self), size)]
 
+    def to(self, device: torch.device) -> Rays:
+        """The rays on ``device``."""
+        view = None if self.viewdirs is None else self.viewdirs.to(device)
+        return Rays(self.origins.to(device), self.directions.to(device), view)
+
 
 @dataclass
 class Cameras:

@@ -65,7 +65,7 @@ def grid_points(index: torch.Tensor, lo: torch.Tensor, cell: torch.Tensor) -> to
 def _evaluate(sdf_fn: SdfFn, index: torch.Tensor, lo: torch.Tensor, cell: torch.Tensor,
               chunk: int, device: torch.device) -> torch.Tensor:
     """(n,) float32 field values at the grid vertices ``index`` (n, 3), ``chunk`` at a time."""
-    out = torch.empty(len(index), dtype=torch.float32)
+    out = torch.empty(len(index), dtype=torch.float32, device="cpu")
     for start in range(0, len(index), chunk):
         pts = grid_points(index[start:start + chunk], lo, cell).to(device, torch.float32)
         out[start:start + chunk] = sdf_fn(pts).reshape(-1).float().cpu()
@@ -92,7 +92,7 @@ def _near_surface_cells(values: torch.Tensor, band: float) -> torch.Tensor:
 def _cell_vertices(cells: torch.Tensor) -> torch.Tensor:
     """(r+1, r+1, r+1) bool: the vertices of the (r, r, r) bool ``cells``."""
     r = cells.shape[0]
-    out = torch.zeros((r + 1,) * 3, dtype=torch.bool)
+    out = torch.zeros((r + 1,) * 3, dtype=torch.bool, device="cpu")
     for a in (0, 1):
         for b in (0, 1):
             for c in (0, 1):
@@ -104,27 +104,29 @@ def _upsample(values: torch.Tensor) -> torch.Tensor:
     """(r+1)^3 -> (2r+1)^3 by copying each fine vertex's value from coarse vertex
     ``index // 2``, a corner of the coarse cell that holds it (sign-correct away from the
     surface, where nothing else is needed)."""
-    index = torch.arange(2 * values.shape[0] - 1) // 2
+    index = torch.arange(2 * values.shape[0] - 1, device="cpu") // 2
     return values.index_select(0, index).index_select(1, index).index_select(2, index)
 
 
 def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
-                       chunk: int = 2**18, device: torch.device | str = "cpu") -> np.ndarray:
-    """Field values on the (resolution+1)^3 vertices of a grid over ``bounds``.
+                       chunk: int = 2**18) -> np.ndarray:
+    """Field values on the (resolution+1)^3 vertices of a grid over ``bounds``; the grid
+    lives in host memory and ``chunk`` points at a time go to the device of ``bounds``.
 
     Args:
-        bounds: (2, 3) box corners (min, max).
+        bounds: (2, 3) box corners (min, max), on the field's device.
     Returns:
         (resolution+1,)*3 float32, indexed [x, y, z]: exact near the zero level, copied from a
         coarser level elsewhere.
     """
-    lo, hi = bounds[0].double(), bounds[1].double()
+    device = bounds.device
+    lo, hi = bounds[0].double().cpu(), bounds[1].double().cpu()
     r = resolution
     while r % 2 == 0 and r // 2 >= MIN_COARSE:
         r //= 2
-    axes = [torch.arange(r + 1)] * 3
+    axes = [torch.arange(r + 1, device="cpu")] * 3
     index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    values = _evaluate(sdf_fn, index, lo, (hi - lo) / r, chunk, torch.device(device))
+    values = _evaluate(sdf_fn, index, lo, (hi - lo) / r, chunk, device)
     values = values.reshape(r + 1, r + 1, r + 1)
     while r < resolution:
         flagged = _near_surface_cells(values, float(((hi - lo) / r).norm()))
@@ -139,7 +141,7 @@ def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
         index = need.nonzero()
         del need
         values[index[:, 0], index[:, 1], index[:, 2]] = _evaluate(
-            sdf_fn, index, lo, (hi - lo) / r, chunk, torch.device(device))
+            sdf_fn, index, lo, (hi - lo) / r, chunk, device)
     return values.numpy()
 
 
@@ -156,19 +158,20 @@ def marching_cubes(volume: np.ndarray, bounds: torch.Tensor,
     import mcubes
 
     vertices, faces = mcubes.marching_cubes(np.ascontiguousarray(volume), float(level))
-    lo, hi = bounds.double().numpy()
+    lo, hi = bounds.double().cpu().numpy()
     cell = (hi - lo) / (np.asarray(volume.shape) - 1)
     # PyMCubes orients faces towards decreasing values; an SDF grows outwards, so flip them
     faces = np.ascontiguousarray(faces[:, ::-1], dtype=np.int64)
     return lo + vertices * cell, faces
 
 
-def extract_mesh(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor, chunk: int = 2**18,
-                 device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def extract_mesh(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
+                 chunk: int = 2**18) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of ``sdf_fn``'s zero level at ``resolution`` cells per axis over
-    ``bounds`` (2, 3); returns vertices (n, 3) float64 and faces (m, 3) int64, which are empty
-    when the field has no zero crossing. MeshResolutionError when it cannot fit in memory."""
+    ``bounds`` (2, 3, on the field's device); returns vertices (n, 3) float64 and faces
+    (m, 3) int64, which are empty when the field has no zero crossing. MeshResolutionError
+    when it cannot fit in memory."""
     check_resolution(resolution)
     with torch.no_grad():
-        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk, device)
+        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk)
     return marching_cubes(volume, bounds)

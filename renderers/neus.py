@@ -20,7 +20,7 @@ from torch import nn
 
 from .cameras import Rays
 from .occupancy import OccupancyGrid
-from .render import MarchOptions, render_front_to_back
+from .render import MarchOptions, generator_device, render_front_to_back
 from .volume import RenderOutput
 
 # (points (n, 3), directions (n, 3)) -> (colours (n, 3), sdf (n,), sdf gradients (n, 3))
@@ -85,8 +85,8 @@ def render_sdf_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
     near = torch.full((n_rays,), options.near, device=origins.device)
     if options.stratified:
-        near = near + torch.rand(n_rays, generator=generator).to(origins.device) \
-            * options.step_size
+        jitter = torch.rand(n_rays, generator=generator, device=generator_device(generator))
+        near = near + jitter.to(origins.device) * options.step_size
     samples = grid.sample(origins, directions, options.step_size, near,
                           torch.full_like(near, options.far), skip_empty=options.skip_empty,
                           backend=backend)

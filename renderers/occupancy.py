@@ -68,7 +68,7 @@ class OccupancyGrid(nn.Module):
         """(n, 3) a uniformly random world point inside each of the flat ``cells`` (n,)."""
         r = self.resolution
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
-        u = torch.rand(ijk.shape, generator=generator).to(cells.device)
+        u = torch.rand(ijk.shape, generator=generator, device=generator.device).to(cells.device)
         unit = (ijk.float() + u) / r
         return self.aabb[:3] + unit * (self.aabb[3:] - self.aabb[:3])
 
@@ -77,11 +77,13 @@ class OccupancyGrid(nn.Module):
         if step < self.config.warmup_steps:
             return torch.arange(n_cells, device=self.occs.device)
         n = max(1, int(n_cells * self.config.fraction))
-        uniform = torch.randint(n_cells, (n,), generator=generator).to(self.occs.device)
+        uniform = torch.randint(n_cells, (n,), generator=generator, device=generator.device)
+        uniform = uniform.to(self.occs.device)
         occupied = torch.nonzero(self.binaries.reshape(-1))[:, 0]
         if len(occupied) > n:
-            occupied = occupied[torch.randint(len(occupied), (n,), generator=generator)
-                                .to(occupied.device)]
+            pick = torch.randint(len(occupied), (n,), generator=generator,
+                                 device=generator.device)
+            occupied = occupied[pick.to(occupied.device)]
         return torch.cat([uniform, occupied])
 
     @torch.no_grad()

@@ -36,6 +36,11 @@ PointDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PointRadianceFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def generator_device(generator: torch.Generator | None) -> torch.device:
+    """The device ``generator`` draws on (the CPU for None: torch's default generator)."""
+    return torch.device("cpu") if generator is None else generator.device
+
+
 @dataclass
 class MarchOptions:
     """How rays are sampled."""
@@ -113,7 +118,8 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
     near = torch.full((n_rays,), options.near, device=origins.device)
     if options.stratified:
-        jitter = torch.rand(n_rays, generator=generator).to(origins.device)
+        jitter = torch.rand(n_rays, generator=generator, device=generator_device(generator))
+        jitter = jitter.to(origins.device)
         near = near + jitter * options.step_size
     far = torch.full_like(near, options.far)
 

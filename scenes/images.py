@@ -74,10 +74,10 @@ def load_image(path: str | Path, alpha: str = "white") -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image))
 
 
-def pixel_coords(height: int, width: int) -> torch.Tensor:
-    """(H*W, 2) pixel-centre coordinates (x, y) in [0, 1], row-major."""
-    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height
-    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width
+def pixel_coords(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H*W, 2) pixel-centre coordinates (x, y) in [0, 1], row-major, on ``device``."""
+    ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
+    xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
@@ -101,8 +101,8 @@ class ImageTarget:
     def channels(self) -> int:
         return self.image.shape[2]
 
-    def coords(self) -> torch.Tensor:
-        return pixel_coords(self.height, self.width)
+    def coords(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        return pixel_coords(self.height, self.width, device)
 
     def values(self) -> torch.Tensor:
         return self.image.reshape(-1, self.channels)
@@ -110,4 +110,4 @@ class ImageTarget:
 
 def sample_pixels(n_pixels: int, batch: int, generator: torch.Generator) -> torch.Tensor:
     """(batch,) int64 pixel indices drawn uniformly with replacement."""
-    return torch.randint(0, n_pixels, (batch,), generator=generator)
+    return torch.randint(0, n_pixels, (batch,), generator=generator, device=generator.device)

@@ -95,6 +95,8 @@ class NerfScene:
     source: Path
     kind: str
     """blender, llff"""
+    options: SceneOptions | None = None
+    """how the folder was read (set by :func:`load_nerf_scene`)"""
 
     def rays(self, split: str, camera_ids: torch.Tensor, cols: torch.Tensor,
              rows: torch.Tensor) -> Rays:
@@ -122,11 +124,14 @@ def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> Ne
         raise SceneError(f"{path}: not a folder (give the scene folder holding "
                          "transforms_train.json or poses_bounds.npy)")
     if (path / "transforms_train.json").exists():
-        return load_blender(path, options)
-    if (path / "poses_bounds.npy").exists():
-        return load_llff(path, options)
-    raise SceneError(f"{path}: neither transforms_train.json (Blender format) nor "
-                     "poses_bounds.npy (LLFF) found")
+        scene = load_blender(path, options)
+    elif (path / "poses_bounds.npy").exists():
+        scene = load_llff(path, options)
+    else:
+        raise SceneError(f"{path}: neither transforms_train.json (Blender format) nor "
+                         "poses_bounds.npy (LLFF) found")
+    scene.options = options
+    return scene
 
 
 def read_frame_image(image_path: Path, where: str) -> torch.Tensor:

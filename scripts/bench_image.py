@@ -28,7 +28,7 @@ from fieldfit.scenes import ImageTarget, load_image
 from fieldfit.bench import report
 from fieldfit.io import atomic_write
 from fieldfit.run import run_task
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.trainer import TrainerConfig
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / "kodak24"
@@ -137,11 +137,10 @@ def main(args: Args) -> None:
             for budget, trainer_cfg in budgets:
                 group = []
                 for path in paths:
-                    torch.manual_seed(0)
                     start = time.perf_counter()
-                    task = ImageTask(load_target(path, args.crop), ImageTaskConfig(
+                    task = build_task(ImageTask, load_target(path, args.crop), ImageTaskConfig(
                         field=field, log2_table=args.log2_table, batch_size=args.batch_size,
-                        backend=args.backend, params=params))
+                        backend=args.backend, params=params), torch.device("cpu"), seed=0)
                     setup = time.perf_counter() - start
                     out = args.out / size / field / budget / path.stem
                     result = run_task(task, trainer_cfg, out, overwrite=True, progress=False)

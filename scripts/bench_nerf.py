@@ -22,7 +22,7 @@ from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from fieldfit.bench import report
 from fieldfit.io import write_image
-from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig, evenly_spaced
+from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nerf"
@@ -137,22 +137,20 @@ def strip(task: NerfTask, index: int) -> np.ndarray:
 
 
 def run_one(args: Args, scene_name: str, field: str) -> tuple[dict, list[dict], np.ndarray]:
-    torch.manual_seed(0)
     scene = load_nerf_scene(args.data / scene_name, SceneOptions())
     config = NerfTaskConfig(field=field, samples_per_step=args.samples_per_step,
                             video_frames=args.video_frames)
-    task = NerfTask(scene, config, SceneOptions())
-    n_test = len(scene.splits["test"])
+    task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
     out = args.out / scene_name / field
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     trainer_config = TrainerConfig(seconds=args.seconds or None, steps=args.steps or None,
                                    eval_every=args.eval_every, log_every=1, checkpoint_every=0)
     trainer = Trainer(task, trainer_config, out, progress=sys.stderr.isatty())
-    task.eval_indices = evenly_spaced(n_test, args.curve_views)
+    task.use_eval_views(args.curve_views)
     trainer.fit()
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    task.eval_indices = evenly_spaced(n_test, args.eval_views)
+    task.use_eval_views(args.eval_views)
     final = task.evaluate()
     task.write_outputs(out)
     samples = sum(h.get("samples", 0.0) for h in history if "samples" in h)

@@ -31,7 +31,7 @@ from fieldfit.scenes import ImageTarget, NerfScene, SceneSplit, load_image, load
 
 from fieldfit.bench import report
 from fieldfit.run import run_task
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.trainer import TrainerConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -108,9 +108,9 @@ def bench_images(args: Args) -> list[dict]:
     for path in paths:
         target = ImageTarget(load_downscaled(path, args.downscale))
         for weight in args.weights:
-            torch.manual_seed(args.seed)
-            task = ImageTask(target, ImageTaskConfig(
-                log2_table=args.log2_table, batch_size=args.image_batch, **loss_options(weight)))
+            task = build_task(ImageTask, target, ImageTaskConfig(
+                log2_table=args.log2_table, batch_size=args.image_batch, **loss_options(weight)),
+                torch.device("cpu"), args.seed)
             out = args.out / "image" / path.stem / setting_name(weight)
             result = run_task(task, TrainerConfig(steps=args.image_steps, seed=args.seed), out,
                               overwrite=True, progress=False)
@@ -121,17 +121,17 @@ def bench_images(args: Args) -> list[dict]:
 
 
 def bench_nerf(args: Args) -> list[dict]:
-    from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig
+    from fieldfit.tasks import NerfTask, NerfTaskConfig
 
     full = load_nerf_scene(args.scene)
     rows = []
     for n_views in args.views:
         scene = sparse_views(full, n_views)
         for weight in args.weights:
-            torch.manual_seed(args.seed)
-            task = NerfTask(scene, NerfTaskConfig(eval_views=args.eval_views, video_frames=0,
-                                                  samples_per_step=args.samples_per_step,
-                                                  **loss_options(weight)))
+            task = build_task(NerfTask, scene, NerfTaskConfig(
+                eval_views=args.eval_views, video_frames=0,
+                samples_per_step=args.samples_per_step, **loss_options(weight)),
+                torch.device("cpu"), args.seed)
             out = args.out / "nerf" / f"views{n_views}" / setting_name(weight)
             result = run_task(task, TrainerConfig(steps=args.nerf_steps, seed=args.seed), out,
                               overwrite=True, progress=False)
@@ -143,7 +143,7 @@ def bench_nerf(args: Args) -> list[dict]:
 
 def sparse_views(scene: NerfScene, n_views: int) -> NerfScene:
     """``scene`` with only ``n_views`` evenly spaced training views."""
-    from fieldfit.tasks.nerf import evenly_spaced
+    from fieldfit.tasks.rays import evenly_spaced
 
     train = scene.splits["train"]
     if not 1 <= n_views <= len(train):

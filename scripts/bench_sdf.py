@@ -24,7 +24,7 @@ from fieldfit.scenes.meshes import load_mesh
 from fieldfit.bench import report
 from fieldfit.io import atomic_write
 from fieldfit.run import run_task
-from fieldfit.tasks.sdf import SdfTask, SdfTaskConfig
+from fieldfit.tasks import SdfTask, SdfTaskConfig, build_task
 from fieldfit.trainer import TrainerConfig
 
 DEFAULT_MESHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "meshes"
@@ -110,8 +110,8 @@ def main(args: Args) -> None:
         mesh = load_mesh(path)
         images[(path.stem, "truth")] = shade_mesh(mesh.vertices, mesh.faces, 256)
         for field in fields:
-            torch.manual_seed(0)
-            task = SdfTask(mesh, task_config(args, field), source=str(path))
+            task = build_task(SdfTask, mesh, task_config(args, field), torch.device("cpu"), 0,
+                              SdfTask.source_of(path, mesh))
             result = run_task(task, trainer, args.out / path.stem / field, overwrite=True,
                               progress=False)
             vertices, faces = task.evaluated_mesh()

@@ -35,11 +35,12 @@ def fit_nerf(scene: Path, out: Path, steps: int, **config):
     from fieldfit.scenes import load_nerf_scene
 
     from fieldfit.run import run_task
-    from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig
+    from fieldfit.tasks import NerfTaskConfig, build_task, ray_task_class
     from fieldfit.trainer import TrainerConfig
 
-    torch.manual_seed(0)
-    task = NerfTask(load_nerf_scene(scene), NerfTaskConfig(**config))
+    config = NerfTaskConfig(**config)
+    task = build_task(ray_task_class(config.geometry), load_nerf_scene(scene), config,
+                      torch.device("cpu"), seed=0)
     result = run_task(task, TrainerConfig(steps=steps, checkpoint_every=0), out, progress=False)
     return task, result
 

@@ -9,14 +9,14 @@ from fieldfit.scenes import ImageTarget, procedural_image
 from fieldfit.checkpoint import load_checkpoint
 from fieldfit.errors import UserError
 from fieldfit.run import run_task
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
 
 
 def small_task(**overrides) -> ImageTask:
     target = ImageTarget(procedural_image(64, 64))
     cfg = ImageTaskConfig(log2_table=12, batch_size=2048, **overrides)
-    return ImageTask(target, cfg)
+    return build_task(ImageTask, target, cfg, torch.device("cpu"), seed=0)
 
 
 def test_grid_fit_reaches_floor(tmp_path):

@@ -18,7 +18,7 @@ from fieldfit.fields.kernels import cpp, get_backend, load_backend, runs_on
 from fieldfit.fields.kernels.tcnn_adapter import encoding_config
 from fieldfit.scenes import ImageTarget, procedural_image
 
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
 
 FAST = [name for name in registry.backend_names() if name not in ("auto", "torch")]
@@ -234,9 +234,9 @@ def test_cpp_rejects_mixed_dtypes():
 
 
 def fit_psnr(backend: str, out_dir: Path) -> float:
-    torch.manual_seed(0)
-    task = ImageTask(ImageTarget(procedural_image(32, 32)),
-                     ImageTaskConfig(log2_table=10, batch_size=512, backend=backend))
+    task = build_task(ImageTask, ImageTarget(procedural_image(32, 32)),
+                      ImageTaskConfig(log2_table=10, batch_size=512, backend=backend),
+                      torch.device("cpu"), seed=0)
     assert task.model.encoding.backend == backend
     out_dir.mkdir()
     trainer = Trainer(task, TrainerConfig(steps=150), out_dir, progress=False)

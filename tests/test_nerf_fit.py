@@ -15,7 +15,7 @@ from fieldfit.checkpoint import load_checkpoint
 from fieldfit.cli import main
 from fieldfit.metrics import psnr
 from fieldfit.run import run_task
-from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig, nerf_task_from_checkpoint
+from fieldfit.tasks import NerfTaskConfig, build_task, ray_task_class, task_from_checkpoint
 from fieldfit.trainer import Trainer, TrainerConfig
 
 SMALL = {"log2_table": 14, "samples_per_step": 16384, "video_frames": 4,
@@ -60,7 +60,8 @@ def test_outputs_and_checkpoint_round_trip(fitted, capsys):
 
 def test_resume_continues_from_the_checkpoint(fitted, tmp_path):
     task, _, out = fitted
-    reloaded = nerf_task_from_checkpoint(load_checkpoint(out), out)
+    reloaded = task_from_checkpoint(load_checkpoint(out), out)
+    reloaded.model.train()
     assert torch.equal(reloaded.model.grid.binaries, task.model.grid.binaries)
     assert int(reloaded.model.rays_per_step) == int(task.model.rays_per_step)
     trainer = Trainer(reloaded, TrainerConfig(steps=205, checkpoint_every=0), out,
@@ -84,10 +85,10 @@ def test_cli_errors_for_checkpoints(tmp_path, capsys, fitted):
 @pytest.mark.parametrize("geometry", ["density", "sdf"])
 @pytest.mark.parametrize("name", field_names())
 def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name, geometry):
-    torch.manual_seed(0)
     config = NerfTaskConfig(field=name, geometry=geometry, log2_table=12, samples_per_step=1024,
                             occupancy=OccupancyConfig(resolution=16))
-    task = NerfTask(load_nerf_scene(procedural_scene), config)
+    task = build_task(ray_task_class(geometry), load_nerf_scene(procedural_scene), config,
+                      torch.device("cpu"), seed=0)
     generator = torch.Generator().manual_seed(0)
     params = [p for g in task.param_groups() for p in g.params]
     for step in range(2):
@@ -98,16 +99,20 @@ def test_every_field_preset_trains_as_a_radiance_field(procedural_scene, name, g
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
 
 
-def test_eval_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
+def test_render_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
     from fieldfit.scenes import ImageTarget, procedural_image
 
     from fieldfit.tasks import ImageTask, ImageTaskConfig
 
-    task = ImageTask(ImageTarget(procedural_image(16, 16)), ImageTaskConfig(log2_table=8))
+    task = build_task(ImageTask, ImageTarget(procedural_image(16, 16)),
+                      ImageTaskConfig(log2_table=8), torch.device("cpu"), seed=0)
     run_task(task, TrainerConfig(steps=1), tmp_path, progress=False)
     capsys.readouterr()
+    assert main(["render", str(tmp_path)]) == 2
+    assert "takes `fieldfit nerf` runs" in capsys.readouterr().err
+    # an image made in memory cannot be read again for `fieldfit eval`
     assert main(["eval", str(tmp_path)]) == 2
-    assert "not a `fieldfit nerf` run" in capsys.readouterr().err
+    assert "made in memory" in capsys.readouterr().err
 
 
 def test_video_falls_back_to_gif_and_depth_maps_are_coloured(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from fieldfit.checkpoint import load_checkpoint
 from fieldfit.cli import main
 from fieldfit.mesh_metrics import surface_metrics
 from fieldfit.run import run_task
-from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig, surface_from_nerf_checkpoint
+from fieldfit.tasks import NerfTask, NerfTaskConfig, NeusTask, build_task, task_from_checkpoint
 from fieldfit.trainer import TrainerConfig
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -95,7 +95,7 @@ def test_neus_fit_learns_and_writes_a_mesh(neus_run, capsys):
     # `fieldfit mesh` extracts the same surface from the checkpoint
     assert main(["mesh", str(out), "--resolution", "32", "--out", str(out / "m.obj")]) == 0
     assert "faces" in capsys.readouterr().out
-    surface = surface_from_nerf_checkpoint(load_checkpoint(out))
+    surface = task_from_checkpoint(load_checkpoint(out), out).surface()
     x = torch.rand(100, 3) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(surface.sdf(x), task.model.field.sdf(x))
@@ -104,7 +104,8 @@ def test_neus_fit_learns_and_writes_a_mesh(neus_run, capsys):
 def test_mesh_refuses_a_density_field(procedural_scene, tmp_path, capsys):
     config = NerfTaskConfig(log2_table=10, samples_per_step=1024, video_frames=0,
                             occupancy=OccupancyConfig(resolution=16))
-    task = NerfTask(load_nerf_scene(procedural_scene), config)
+    task = build_task(NerfTask, load_nerf_scene(procedural_scene), config, torch.device("cpu"),
+                      seed=0)
     run_task(task, TrainerConfig(steps=1, checkpoint_every=0), tmp_path, progress=False)
     capsys.readouterr()
     assert main(["mesh", str(tmp_path)]) == 2
@@ -117,7 +118,7 @@ def test_neus_recovers_the_procedural_surface(tmp_path):
     a floor of the true one (Chamfer-L1 against marching cubes of the exact scene SDF)."""
     scene = write_procedural_scene(tmp_path / "scene", size=64, n_train=40, n_test=4)
     config = NerfTaskConfig(geometry="sdf", video_frames=0, mesh_resolution=0, eval_views=2)
-    task = NerfTask(load_nerf_scene(scene), config)
+    task = build_task(NeusTask, load_nerf_scene(scene), config, torch.device("cpu"), seed=0)
     run_task(task, TrainerConfig(seconds=240, checkpoint_every=0), tmp_path / "run",
              progress=False)
     bounds = task.model.field.aabb

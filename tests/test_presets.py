@@ -21,7 +21,7 @@ from fieldfit.fields import (
 )
 from fieldfit.scenes import ImageTarget
 
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,10 +72,9 @@ def smooth_image(size: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", field_names())
 def test_every_preset_fits_a_small_image(name, tmp_path):
-    torch.manual_seed(0)
     image = smooth_image(16)  # a constant colour scores 12.9 dB
-    task = ImageTask(ImageTarget(image), ImageTaskConfig(field=name, batch_size=256,
-                                                         params=12_000))
+    task = build_task(ImageTask, ImageTarget(image), ImageTaskConfig(
+        field=name, batch_size=256, params=12_000), torch.device("cpu"), seed=0)
     result = Trainer(task, TrainerConfig(steps=300, warmup_steps=10, checkpoint_every=0),
                      tmp_path, progress=False).fit()
     assert result["psnr"] > 20.0, result["psnr"]
@@ -120,7 +119,8 @@ def test_preset_learning_rates_apply_unless_set(tmp_path):
     target = ImageTarget(smooth_image(8))
 
     def lrs(field, **trainer):
-        task = ImageTask(target, ImageTaskConfig(field=field, params=20_000))
+        task = build_task(ImageTask, target, ImageTaskConfig(field=field, params=20_000),
+                          torch.device("cpu"), seed=0)
         optimizer = Trainer(task, TrainerConfig(**trainer), tmp_path, progress=False).optimizer
         return {g["name"]: g["lr"] for g in optimizer.param_groups}
 
@@ -146,3 +146,8 @@ def test_cli_field_and_params(tmp_path):
     assert bad.returncode == 2 and "rbf: a budget of 3000" in bad.stderr, bad.stderr
     with pytest.raises(ValueError, match="--params 0"):
         ImageTaskConfig(params=0)
+
+
+def test_presets_refuse_an_unknown_task():
+    with pytest.raises(ValueError, match="not 'video'"):
+        PresetContext(task="video", dims=3)

@@ -14,7 +14,7 @@ from fieldfit.scenes.meshes import closest_faces, to_sdf_mesh
 
 from fieldfit.cli import main
 from fieldfit.run import run_task
-from fieldfit.tasks import ImageTask, ImageTaskConfig
+from fieldfit.tasks import ImageTask, ImageTaskConfig, build_task
 from fieldfit.tasks.sdf import SdfTask, SdfTaskConfig
 from fieldfit.trainer import Trainer, TrainerConfig
 
@@ -30,12 +30,12 @@ def sphere():
 # one learning rate for every preset (some recommend NeuRBF's 1e-4, meant for 20k steps)
 def fit(mesh, tmp_path, field: str, steps: int, batch: int, lr: float = 1e-3,
         **task) -> dict:
-    torch.manual_seed(0)
     config = SdfTaskConfig(field=field, n_samples=8 * batch, batch_size=batch,
                            **{"loss": "l1", **SMALL, **task})
     trainer = TrainerConfig(steps=steps, lr_encoding=lr, lr_decoder=lr, warmup_steps=10,
                             checkpoint_every=0)
-    return Trainer(SdfTask(mesh, config), trainer, tmp_path, progress=False).fit()
+    task = build_task(SdfTask, mesh, config, torch.device("cpu"), seed=0)
+    return Trainer(task, trainer, tmp_path, progress=False).fit()
 
 
 @pytest.mark.parametrize("field", field_names())
@@ -134,8 +134,9 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, mesh_file, capsys):
     assert "--resolution 1" in cli_error(capsys, "sdf", mesh_file, "--resolution", "1")
     # an image checkpoint has no surface
     image_run = tmp_path / "image_run"
-    run_task(ImageTask(ImageTarget(procedural_image(16, 16)), ImageTaskConfig(log2_table=10)),
-             TrainerConfig(steps=1), image_run, progress=False)
+    task = build_task(ImageTask, ImageTarget(procedural_image(16, 16)),
+                      ImageTaskConfig(log2_table=10), torch.device("cpu"), seed=0)
+    run_task(task, TrainerConfig(steps=1), image_run, progress=False)
     line = cli_error(capsys, "mesh", image_run)
     assert "image_run/checkpoint.safetensors" in line and "'image'" in line
     assert "no such checkpoint" in cli_error(capsys, "mesh", tmp_path / "nothing")

@@ -11,8 +11,7 @@ from fieldfit.scenes import ImageTarget, SceneOptions, procedural_image, write_p
 
 from ..io import prepare_out_dir, write_image
 from ..run import run_task
-from ..tasks.image import ImageTaskConfig
-from ..tasks.nerf import NerfTaskConfig
+from ..tasks import ImageTask, ImageTaskConfig, NerfTaskConfig
 from ..trainer import TrainerConfig
 from .image import build_image_task
 from .nerf import build_nerf_task, summary
@@ -46,9 +45,9 @@ class DemoCommand:
         if self.target == "image":
             return self._image(out)
         data = write_procedural_scene(out / "scene", size=self.size)
-        task = build_nerf_task(data, SceneOptions(), DEMO_NERF)
-        result = run_task(task, TrainerConfig(seconds=self.seconds or 100.0), out,
-                          overwrite=True)
+        train = TrainerConfig(seconds=self.seconds or 100.0)
+        task = build_nerf_task(data, SceneOptions(), DEMO_NERF, train)
+        result = run_task(task, train, out, overwrite=True)
         print(f"demo: {summary(result, out)}/: renders/ (test views and depth maps), "
               "turntable video, metrics.json, training_curve.png, checkpoint.safetensors; "
               f"the generated scene is in {data}")
@@ -57,9 +56,10 @@ class DemoCommand:
     def _image(self, out: Path) -> dict:
         image = procedural_image(256, 256)
         write_image(out / "target.png", image.numpy())
-        task = build_image_task(ImageTarget(image), ImageTaskConfig(field="grid"))
-        result = run_task(task, TrainerConfig(seconds=self.seconds or 45.0), out,
-                          overwrite=True)
+        target, train = ImageTarget(image), TrainerConfig(seconds=self.seconds or 45.0)
+        source = ImageTask.source_of(out / "target.png", "white", target)
+        task = build_image_task(target, ImageTaskConfig(field="grid"), train, source)
+        result = run_task(task, train, out, overwrite=True)
         print(f"demo: PSNR {result['psnr']:.2f} dB after {result['steps']} steps "
               f"({result['seconds']:.0f} s). Outputs in {out}/: target.png, reconstruction.png, "
               "error.png, training_curve.png, metrics.json, checkpoint.safetensors")

@@ -1,4 +1,4 @@
-"""`fieldfit eval`: test metrics of a fitted radiance field from its checkpoint."""
+"""`fieldfit eval`: the metrics of any fitted run, measured again from its checkpoint."""
 
 from __future__ import annotations
 
@@ -8,31 +8,37 @@ from pathlib import Path
 import tyro
 
 from ..checkpoint import load_checkpoint
+from ..device import resolve_device
 from ..errors import UserError
 from ..io import write_json
-from ..tasks.nerf import evenly_spaced, nerf_task_from_checkpoint
+from ..tasks import RayTask, task_from_checkpoint
 
 
 @dataclass
 class EvalCommand:
-    """Evaluate a `fieldfit nerf` run on its scene's test views (PSNR and SSIM, mean over the
-    views) and write eval.json into the run folder."""
+    """Evaluate a run from its checkpoint, reading its data again: image runs (PSNR, SSIM),
+    SDF runs (IoU, Chamfer-L1, F-score, normal error), NeRF and NeuS runs (PSNR and SSIM,
+    mean over the test views). Writes eval.json into the run folder."""
 
     checkpoint: tyro.conf.Positional[Path]
-    """run folder or checkpoint.safetensors of a `fieldfit nerf` run"""
+    """run folder or checkpoint.safetensors of a fieldfit run"""
     views: int = 0
-    """0: every test view; N: N evenly spaced test views"""
+    """NeRF/NeuS runs: 0 for every test view, N for N evenly spaced test views"""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N"""
     debug: bool = False
     """show tracebacks"""
 
     def run(self) -> dict:
         if self.views < 0:
             raise UserError(f"--views {self.views}: must be >= 0")
-        task = nerf_task_from_checkpoint(load_checkpoint(self.checkpoint), self.checkpoint)
-        task.eval_indices = evenly_spaced(len(task.scene.splits["test"]), self.views)
+        task = task_from_checkpoint(load_checkpoint(self.checkpoint), self.checkpoint,
+                                    resolve_device(self.device))
+        if isinstance(task, RayTask):
+            task.use_eval_views(self.views)
         result = task.evaluate()
         run_dir = self.checkpoint if self.checkpoint.is_dir() else self.checkpoint.parent
         write_json(run_dir / "eval.json", result)
-        print(f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} over "
-              f"{result['eval_views']} of {result['test_views']} test views")
+        print(f"{task.name} run {run_dir}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
         return result

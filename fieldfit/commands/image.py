@@ -13,20 +13,19 @@ from fieldfit.scenes import ALPHA_MODES, ImageTarget, load_image
 
 from ..errors import UserError
 from ..run import RunOptions
-from ..tasks.image import ImageTask, ImageTaskConfig
+from ..tasks import ImageTask, ImageTaskConfig, build_task
 from ..trainer import TrainerConfig
 
 Flat = tyro.conf.arg(name="")
 
 
-def build_image_task(target: ImageTarget, config: ImageTaskConfig) -> ImageTask:
-    """ImageTask with option errors reported against their CLI flag."""
+def build_image_task(target: ImageTarget, config: ImageTaskConfig, train: TrainerConfig,
+                     source: dict | None = None) -> ImageTask:
+    """ImageTask on the run's device and seed, with option errors reported against their
+    CLI flag."""
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
-    try:
-        return ImageTask(target, config)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    return build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
 
 
 @dataclass
@@ -49,7 +48,8 @@ class ImageCommand:
         if self.alpha not in ALPHA_MODES:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
         target = ImageTarget(load_image(self.path, alpha=self.alpha))
-        task = build_image_task(target, self.task)
+        source = ImageTask.source_of(self.path, self.alpha, target)
+        task = build_image_task(target, self.task, self.train, source)
         result = self.output.fit(task, self.train)
         print(f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} after {result['steps']} "
               f"steps ({result['seconds']:.1f} s); outputs in {self.output.out}")

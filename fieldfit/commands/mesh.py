@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,17 +9,14 @@ import tyro
 
 from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 
-from ..checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..device import resolve_device
 from ..errors import UserError
 from ..io import MESH_FORMATS
-from ..tasks.nerf import surface_from_nerf_checkpoint
-from ..tasks.sdf import Surface, surface_from_checkpoint
+from ..tasks import TASKS, task_from_checkpoint
 
-SURFACES: dict[str, Callable[[Checkpoint], Surface]] = {
-    "sdf": surface_from_checkpoint,
-    "nerf": surface_from_nerf_checkpoint,
-}
-"""task name -> the implicit surface of one of its checkpoints"""
+SURFACE_TASKS = sorted(name for name, cls in TASKS.items() if hasattr(cls, "surface"))
+"""tasks whose fields have a zero level (their class offers ``surface()``)"""
 
 
 @dataclass
@@ -37,6 +33,8 @@ class MeshCommand:
     """marching-cubes cells per axis"""
     chunk: int = 2**18
     """points per forward pass"""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N"""
     debug: bool = False
     """show tracebacks"""
 
@@ -50,19 +48,18 @@ class MeshCommand:
         if out.suffix.lower() not in MESH_FORMATS:
             raise UserError(f"--out {out}: mesh format {out.suffix!r} not supported; use "
                             f"{MESH_FORMATS}")
+        if self.chunk < 1:
+            raise UserError(f"--chunk {self.chunk}: must be >= 1")
         ckpt = load_checkpoint(self.checkpoint)
-        task = ckpt.meta.get("task")
-        if task not in SURFACES:
+        if ckpt.meta.get("task") not in SURFACE_TASKS:
             path = self.checkpoint / CHECKPOINT_NAME if self.checkpoint.is_dir() \
                 else self.checkpoint
-            raise UserError(f"{path}: checkpoint is of task {task!r}, which has no surface; "
-                            f"`fieldfit mesh` takes checkpoints of {sorted(SURFACES)}")
-        try:
-            surface = SURFACES[task](ckpt)
-        except (KeyError, RuntimeError, ValueError) as err:
-            reason = str(err).splitlines()[0]
-            raise UserError(f"{self.checkpoint}: checkpoint does not hold a usable field "
-                            f"({reason})") from None
+            raise UserError(f"{path}: checkpoint is of task {ckpt.meta.get('task')!r}, which "
+                            f"has no surface; `fieldfit mesh` takes checkpoints of "
+                            f"{SURFACE_TASKS} (`fieldfit nerf --geometry sdf` fits a scene "
+                            "with a surface)")
+        task = task_from_checkpoint(ckpt, self.checkpoint, resolve_device(self.device))
+        surface = task.surface()
         n_vertices, n_faces = surface.write(out, self.resolution, self.chunk)
         print(f"{n_vertices} vertices, {n_faces} faces: {out} "
               f"(and {out.with_suffix('.png')})")

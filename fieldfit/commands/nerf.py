@@ -13,21 +13,21 @@ from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from ..errors import UserError
 from ..run import RunOptions
-from ..tasks.nerf import NerfTask, NerfTaskConfig
+from ..tasks import NerfTaskConfig, RayTask, build_task, ray_task_class
 from ..trainer import TrainerConfig
 
 Flat = tyro.conf.arg(name="")
 
 
-def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig) -> NerfTask:
-    """NerfTask for the scene folder ``data``, with option errors reported against their flag."""
+def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig,
+                    train: TrainerConfig) -> RayTask:
+    """The density or NeuS task (``config.geometry``) for the scene folder ``data`` on the
+    run's device and seed, with option errors reported against their flag."""
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     scene = load_nerf_scene(data, options)
-    try:
-        return NerfTask(scene, config, options)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    return build_task(ray_task_class(config.geometry), scene, config, train.resolved_device(),
+                      train.seed)
 
 
 def summary(result: dict, out: Path) -> str:
@@ -54,7 +54,7 @@ class NerfCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
-        task = build_nerf_task(self.data, self.scene, self.task)
+        task = build_nerf_task(self.data, self.scene, self.task, self.train)
         result = self.output.fit(task, self.train)
         print(summary(result, self.output.out))
         return result

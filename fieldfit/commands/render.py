@@ -9,15 +9,16 @@ from typing import Literal
 import tyro
 
 from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..device import resolve_device
 from ..errors import UserError
 from ..io import prepare_out_dir, write_image
-from ..tasks.nerf import nerf_task_from_checkpoint
+from ..tasks import RayTask, task_from_checkpoint
 
 
 @dataclass
 class RenderCommand:
     """Render a `fieldfit nerf` run: a turntable video (a circle for forward-facing scenes) or
-    every test view with its depth map."""
+    every test view."""
 
     checkpoint: tyro.conf.Positional[Path]
     """run folder or checkpoint.safetensors of a `fieldfit nerf` run"""
@@ -27,6 +28,8 @@ class RenderCommand:
     """output folder (default: render_PATH in the run folder)"""
     frames: int = 48
     """frames of the turntable"""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N"""
     debug: bool = False
     """show tracebacks"""
 
@@ -34,7 +37,11 @@ class RenderCommand:
         if self.frames < 1:
             raise UserError(f"--frames {self.frames}: must be >= 1")
         ckpt_path = self.checkpoint
-        task = nerf_task_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
+        task = task_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path,
+                                    resolve_device(self.device))
+        if not isinstance(task, RayTask):
+            raise UserError(f"{ckpt_path}: a {task.name} run has no views to render; "
+                            "`fieldfit render` takes `fieldfit nerf` runs")
         run_dir = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
         out = prepare_out_dir(self.out or run_dir / f"render_{self.path}")
         if self.path == "turntable":

@@ -13,21 +13,20 @@ from fieldfit.scenes.meshes import load_mesh
 
 from ..errors import UserError
 from ..run import RunOptions
-from ..tasks.sdf import SdfTask, SdfTaskConfig
+from ..tasks import SdfTask, SdfTaskConfig, build_task
 from ..trainer import TrainerConfig
 
 Flat = tyro.conf.arg(name="")
 
 
-def build_sdf_task(path: Path, config: SdfTaskConfig) -> SdfTask:
-    """SdfTask for the mesh file ``path``, with option errors reported against their flag."""
+def build_sdf_task(path: Path, config: SdfTaskConfig, train: TrainerConfig) -> SdfTask:
+    """SdfTask for the mesh file ``path`` on the run's device and seed, with option errors
+    reported against their flag."""
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     mesh = load_mesh(path, margin=config.margin)
-    try:
-        return SdfTask(mesh, config, source=str(Path(path).resolve()))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    return build_task(SdfTask, mesh, config, train.resolved_device(), train.seed,
+                      SdfTask.source_of(path, mesh))
 
 
 @dataclass
@@ -46,7 +45,7 @@ class SdfCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
-        task = build_sdf_task(self.path, self.task)
+        task = build_sdf_task(self.path, self.task, self.train)
         result = self.output.fit(task, self.train)
         print(f"IoU {result['iou']:.5f}, NAE {_fmt(result['nae_deg'])} deg, Chamfer-L1 "
               f"{_fmt(result['chamfer_l1'])}, F-score {result['fscore']:.4f} after "

@@ -1,7 +1,13 @@
-"""Tasks: image, SDF and NeRF fitting behind one interface."""
+"""Tasks: image, SDF, NeRF and NeuS fitting behind one interface, in one registry."""
 
 from .base import Task
 from .image import ImageTask, ImageTaskConfig
-from .nerf import NerfTask, NerfTaskConfig
+from .nerf import NerfTask
+from .neus import NeusTask
+from .rays import NerfTaskConfig, RayTask
+from .registry import TASKS, build_task, ray_task_class, task_from_checkpoint
+from .sdf import SdfTask, SdfTaskConfig
 
-__all__ = ["ImageTask", "ImageTaskConfig", "NerfTask", "NerfTaskConfig", "Task"]
+__all__ = ["ImageTask", "ImageTaskConfig", "NerfTask", "NerfTaskConfig", "NeusTask", "RayTask",
+           "SdfTask", "SdfTaskConfig", "TASKS", "Task", "build_task", "ray_task_class",
+           "task_from_checkpoint"]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from fieldfit.fields import FieldConfig, PresetContext, field_preset, image_weights, to_dict
+from fieldfit.fields import FieldConfig, PresetContext, field_preset, image_weights
 from fieldfit.losses import S3IMOptions, parse_loss
-from fieldfit.scenes import ImageTarget, sample_pixels
+from fieldfit.scenes import ImageTarget, load_image, sample_pixels
 
+from ..errors import UserError
 from ..io import write_image, write_json
 from ..metrics import psnr, ssim
-from .base import ParamGroup, Task
+from .base import Task
 
 
 @dataclass
@@ -45,40 +47,73 @@ class ImageTaskConfig(S3IMOptions):
 
 
 class ImageTask(Task):
-    """Fits ``target`` with a field built from the preset ``config.field``."""
+    """Fits an image with a field built from the preset ``config.field``.
+
+    ``source``: ``{"path", "alpha", "shape"}`` (path None for an image made in memory).
+    """
 
     name: ClassVar[str] = "image"
+    config_type: ClassVar[type] = ImageTaskConfig
 
-    def __init__(self, target: ImageTarget, config: ImageTaskConfig,
+    def __init__(self, target: ImageTarget | None, config: ImageTaskConfig,
+                 device: torch.device | str | None = None, source: dict | None = None,
                  field_config: FieldConfig | None = None):
-        self.target, self.config = target, config
-        ctx = PresetContext(task="image", dims=2, max_res=max(target.height, target.width),
+        super().__init__(target, config, device, source)
+        height, width, channels = self.source["shape"]
+        ctx = PresetContext(task="image", dims=2, max_res=max(height, width),
                             log2_table=config.log2_table, backend=config.backend,
-                            budget=config.params, out_dims=target.channels)
+                            budget=config.params, out_dims=channels)
         self.field_config = field_config or field_preset(config.field, ctx)
-        self.model = self.field_config.build(dims=2, out_dims=target.channels)
-        self.coords = target.coords()
-        self.values = target.values()
-        if self.model.adaptive_modules():  # e.g. NeuRBF kernels placed by image gradient
-            self.model.init_from_samples(self.coords, image_weights(target.image),
-                                         training_points=True)
+        self.shape = (height, width, channels)
+        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
+            self.model = self.field_config.build(dims=2, out_dims=channels)
+        self.model.to(self.device)
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
                                batch_size=config.batch_size)
 
-    def config_dict(self) -> dict:
-        return {"task": to_dict(self.config), "field": to_dict(self.field_config),
-                "shape": [self.target.height, self.target.width, self.target.channels]}
+    @classmethod
+    def load_data(cls, source: dict, config: ImageTaskConfig) -> ImageTarget:
+        if source.get("path") is None:
+            raise UserError("this image run was fitted to an image made in memory; its target "
+                            "cannot be read again")
+        target = ImageTarget(load_image(source["path"], alpha=source["alpha"]))
+        if [target.height, target.width, target.channels] != list(source["shape"]):
+            raise UserError(f"{source['path']}: is {target.height}x{target.width}x"
+                            f"{target.channels} now, the run was fitted to {source['shape']}")
+        return target
 
-    def param_groups(self) -> list[ParamGroup]:
-        return self.model.param_groups()
+    def describe(self, target: ImageTarget) -> dict:
+        return {"path": None, "alpha": None,
+                "shape": [target.height, target.width, target.channels]}
 
-    def lr_defaults(self) -> dict[str, float]:
-        return dict(self.field_config.lr)
+    @classmethod
+    def source_of(cls, path: Path, alpha: str, target: ImageTarget) -> dict:
+        """The ``source`` of ``target`` read from ``path`` with ``alpha``."""
+        return {"path": str(Path(path).resolve()), "alpha": alpha,
+                "shape": [target.height, target.width, target.channels]}
+
+    @cached_property
+    def _pixels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H*W, 2) coordinates and (H*W, C) values on the task's device."""
+        target = self.data
+        return target.coords(self.device), target.values().to(self.device)
+
+    @property
+    def image(self) -> torch.Tensor:
+        """(H, W, C) target on the task's device."""
+        return self._pixels[1].reshape(self.shape)
+
+    def initialize(self) -> None:
+        if self.model.adaptive_modules():  # e.g. NeuRBF kernels placed by image gradient
+            coords, _ = self._pixels
+            self.model.init_from_samples(coords, image_weights(self.image),
+                                         training_points=True)
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        index = sample_pixels(len(self.values), self.config.batch_size, generator)
-        pred = self.model(self.coords[index])
-        target = self.values[index]
+        coords, values = self._pixels
+        index = sample_pixels(len(values), self.config.batch_size, generator).to(self.device)
+        pred = self.model(coords[index])
+        target = values[index]
         total, terms = self.loss(pred, target, generator)
         out = {"loss": total, **terms}
         if "mse" not in out:
@@ -89,13 +124,12 @@ class ImageTask(Task):
     def predict(self) -> torch.Tensor:
         """(H, W, C) reconstruction of the whole image."""
         self.model.eval()
-        chunks = [self.model(c) for c in self.coords.split(self.config.eval_chunk)]
-        shape = (self.target.height, self.target.width, self.target.channels)
-        return torch.cat(chunks).reshape(shape)
+        chunks = [self.model(c) for c in self._pixels[0].split(self.config.eval_chunk)]
+        return torch.cat(chunks).reshape(self.shape)
 
     def evaluate(self) -> dict[str, float]:
         pred = self.predict().clamp(0, 1)
-        return {"psnr": psnr(pred, self.target.image), "ssim": ssim(pred, self.target.image)}
+        return {"psnr": psnr(pred, self.image), "ssim": ssim(pred, self.image)}
 
     def write_outputs(self, out_dir: Path) -> list[Path]:
         import matplotlib
@@ -104,7 +138,8 @@ class ImageTask(Task):
         from matplotlib import colormaps
 
         pred = self.predict().clamp(0, 1)
-        error = (pred - self.target.image).abs().mean(-1).numpy()
+        error = (pred - self.image).abs().mean(-1).cpu().numpy()
+        pred = pred.cpu()
         scale = max(float(np.percentile(error, 99.5)), 1e-6)
         heat = colormaps["inferno"](np.clip(error / scale, 0, 1))[..., :3]
         paths = [out_dir / "reconstruction.png", out_dir / "error.png"]

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from fieldfit.fields import FieldConfig, PresetContext, field_preset, from_dict, to_dict
+from fieldfit.fields import FieldConfig, PresetContext, field_preset
 from fieldfit.fields.gradient import spatial_gradient
 from fieldfit.fields.rbf_init import sdf_weights
 from fieldfit.losses import SDF_LOSSES, eikonal, normal_alignment
 from fieldfit.renderers.mesh import extract_mesh
 from fieldfit.renderers.mesh_image import shade_mesh
-from fieldfit.scenes.meshes import BOX, MeshTransform, SdfMesh, sample_sdf
+from fieldfit.scenes.meshes import BOX, MeshTransform, SdfMesh, SdfSamples, load_mesh, sample_sdf
 
-from ..checkpoint import Checkpoint
+from ..errors import UserError
 from ..io import write_image, write_json, write_mesh
 from ..mesh_metrics import occupancy_iou, surface_metrics
-from .base import ParamGroup, Task
+from ..surface import Surface
+from .base import Task
 
 BOUNDS = torch.tensor([[-BOX] * 3, [BOX] * 3])
 
@@ -92,39 +93,76 @@ class SdfTaskConfig:
 
 
 class SdfTask(Task):
-    """Fits the signed distance of ``mesh`` (already in the box) with the preset
-    ``config.field``; the field's zero level is the surface, negative inside."""
+    """Fits the signed distance of a mesh (already in the box) with the preset
+    ``config.field``; the field's zero level is the surface, negative inside.
+
+    ``source``: ``{"path", "centre", "scale"}``: the mesh file and its transform into the box.
+    """
 
     name: ClassVar[str] = "sdf"
+    config_type: ClassVar[type] = SdfTaskConfig
 
-    def __init__(self, mesh: SdfMesh, config: SdfTaskConfig, source: str = "",
+    def __init__(self, mesh: SdfMesh | None, config: SdfTaskConfig,
+                 device: torch.device | str | None = None, source: dict | None = None,
                  field_config: FieldConfig | None = None):
-        self.mesh, self.config, self.source = mesh, config, source
+        super().__init__(mesh, config, device, source)
         ctx = PresetContext(task="sdf", dims=3, max_res=config.max_res,
                             log2_table=config.log2_table, backend=config.backend,
                             budget=config.budget, out_dims=1)
         self.field_config = field_config or field_preset(config.field, ctx)
-        self.model = self.field_config.build(dims=3, out_dims=1, aabb=BOUNDS)
-        self.samples = sample_sdf(mesh, config.n_samples, config.sample_seed)
-        self.n_surface = len(self.samples.normals)
-        self.model.init_from_samples(self.samples.points, sdf_weights(self.samples.sdf),
-                                     training_points=True)
+        self.bounds = BOUNDS.to(self.device)
+        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
+            self.model = self.field_config.build(dims=3, out_dims=1, aabb=BOUNDS.clone())
+        self.model.to(self.device)
+        self.transform = MeshTransform(tuple(self.source["centre"]), float(self.source["scale"]))
         self.data_loss = SDF_LOSSES[config.loss]
-        rng = np.random.default_rng(config.sample_seed + 1)
-        self.eval_points = rng.uniform(-BOX, BOX, (config.eval_points, 3))
         self._true_inside: np.ndarray | None = None
         self._evaluated: tuple[tuple, np.ndarray, np.ndarray, dict] | None = None
 
-    def config_dict(self) -> dict:
-        t = self.mesh.transform
-        return {"task": to_dict(self.config), "field": to_dict(self.field_config),
-                "mesh": {"source": self.source, "centre": list(t.centre), "scale": t.scale}}
+    @classmethod
+    def load_data(cls, source: dict, config: SdfTaskConfig) -> SdfMesh:
+        if not source.get("path"):
+            raise UserError("this SDF run was fitted to a mesh made in memory; it cannot be "
+                            "read again")
+        mesh = load_mesh(source["path"], margin=config.margin)
+        if not np.allclose([*mesh.transform.centre, mesh.transform.scale],
+                           [*source["centre"], source["scale"]], rtol=1e-6, atol=1e-9):
+            raise UserError(f"{source['path']}: the mesh changed since the run was fitted "
+                            "(its bounding box differs)")
+        return mesh
 
-    def param_groups(self) -> list[ParamGroup]:
-        return self.model.param_groups()
+    def describe(self, mesh: SdfMesh) -> dict:
+        t = mesh.transform
+        return {"path": None, "centre": list(t.centre), "scale": t.scale}
 
-    def lr_defaults(self) -> dict[str, float]:
-        return dict(self.field_config.lr)
+    @classmethod
+    def source_of(cls, path: Path, mesh: SdfMesh) -> dict:
+        """The ``source`` of ``mesh`` read from ``path``."""
+        t = mesh.transform
+        return {"path": str(Path(path).resolve()), "centre": list(t.centre), "scale": t.scale}
+
+    @cached_property
+    def samples(self) -> SdfSamples:
+        """The training points (sampled once, on first use), on the task's device."""
+        s = sample_sdf(self.data, self.config.n_samples, self.config.sample_seed)
+        return SdfSamples(s.points.to(self.device), s.sdf.to(self.device),
+                          s.normals.to(self.device))
+
+    @cached_property
+    def eval_points(self) -> np.ndarray:
+        """(n, 3) uniform box points of the occupancy IoU."""
+        rng = np.random.default_rng(self.config.sample_seed + 1)
+        return rng.uniform(-BOX, BOX, (self.config.eval_points, 3))
+
+    def initialize(self) -> None:
+        if self.model.adaptive_modules():  # e.g. NeuRBF kernels placed near the surface
+            self.model.init_from_samples(self.samples.points, sdf_weights(self.samples.sdf),
+                                         training_points=True)
+
+    def surface(self) -> Surface:
+        """The fitted zero level, in the input mesh's frame."""
+        self.model.eval()
+        return Surface(sdf=self.sdf, bounds=self.bounds, to_input=self.transform.from_box)
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3) box points -> (n,) field values (distance or logit; negative inside)."""
@@ -132,8 +170,11 @@ class SdfTask(Task):
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
-        index = torch.randint(0, len(self.samples.sdf), (c.batch_size,), generator=generator)
-        x, target = self.samples.points[index], self.samples.sdf[index]
+        samples = self.samples
+        index = torch.randint(0, len(samples.sdf), (c.batch_size,), generator=generator,
+                              device=generator.device)
+        index = index.to(self.device)
+        x, target = samples.points[index], samples.sdf[index]
         if c.eikonal_weight > 0 or c.normal_weight > 0:
             pred, grad = spatial_gradient(self.sdf, x, c.gradient, c.fd_step)
         else:
@@ -143,24 +184,25 @@ class SdfTask(Task):
         if c.eikonal_weight > 0:
             terms["eikonal"] = eikonal(grad)
             total = total + c.eikonal_weight * terms["eikonal"]
-        on_surface = index < self.n_surface
-        if c.normal_weight > 0 and on_surface.any():
-            terms["normal"] = normal_alignment(grad[on_surface],
-                                               self.samples.normals[index[on_surface]])
-            total = total + c.normal_weight * terms["normal"]
+        if c.normal_weight > 0:
+            on_surface = index < len(samples.normals)
+            if on_surface.any():
+                terms["normal"] = normal_alignment(grad[on_surface],
+                                                   samples.normals[index[on_surface]])
+                total = total + c.normal_weight * terms["normal"]
         return {"loss": total, **terms}
 
     @torch.no_grad()
     def predict_inside(self, points: np.ndarray) -> np.ndarray:
         """(n,) bool: the field is negative at the (n, 3) box points."""
         self.model.eval()
-        x = torch.from_numpy(points).float()
-        return torch.cat([self.sdf(c) < 0 for c in x.split(self.config.chunk)]).numpy()
+        x = torch.from_numpy(points).float().to(self.device)
+        return torch.cat([self.sdf(c) < 0 for c in x.split(self.config.chunk)]).cpu().numpy()
 
     def extract(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Zero-level mesh in the box: vertices (n, 3), faces (m, 3)."""
         self.model.eval()
-        return extract_mesh(self.sdf, resolution or self.config.resolution, BOUNDS,
+        return extract_mesh(self.sdf, resolution or self.config.resolution, self.bounds,
                             self.config.chunk)
 
     def evaluate(self) -> dict[str, float]:
@@ -172,11 +214,11 @@ class SdfTask(Task):
             return self._evaluated[3]
         c = self.config
         if self._true_inside is None:
-            self._true_inside = self.mesh.contains(self.eval_points)
+            self._true_inside = self.data.contains(self.eval_points)
         vertices, faces = self.extract()
         metrics = {
             "iou": occupancy_iou(self.predict_inside(self.eval_points), self._true_inside),
-            **surface_metrics(vertices, faces, self.mesh.vertices, self.mesh.faces,
+            **surface_metrics(vertices, faces, self.data.vertices, self.data.faces,
                               c.eval_surface_points, c.fscore_threshold, c.sample_seed),
             "n_faces": len(faces),
         }
@@ -193,48 +235,16 @@ class SdfTask(Task):
         metrics = self.evaluate()
         vertices, faces = self.evaluated_mesh()
         paths = [out_dir / "mesh.ply", out_dir / "mesh.png", out_dir / "metrics.json"]
-        write_mesh(paths[0], self.mesh.transform.from_box(vertices), faces)
+        write_mesh(paths[0], self.transform.from_box(vertices), faces)
         write_image(paths[1], shade_mesh(vertices, faces))
         write_json(paths[2], {**metrics, **self.metric_settings(),
-                              "params": self.model.n_parameters(), "mesh_notes": self.mesh.notes})
+                              "params": self.model.n_parameters(), "mesh_notes": self.data.notes})
         return paths
 
     def metric_settings(self) -> dict:
         """How the metrics were taken (stored beside them)."""
         c = self.config
         return {"frame": f"box [-{BOX}, {BOX}]^3; input units = box units / box_scale",
-                "box_scale": self.mesh.transform.scale, "resolution": c.resolution,
+                "box_scale": self.transform.scale, "resolution": c.resolution,
                 "eval_points": c.eval_points, "eval_surface_points": c.eval_surface_points,
                 "fscore_threshold": c.fscore_threshold}
-
-
-@dataclass
-class Surface:
-    """A fitted implicit surface: what `fieldfit mesh` needs to extract it."""
-
-    sdf: Callable[[torch.Tensor], torch.Tensor]
-    """(n, 3) points -> (n,) values, negative inside"""
-    bounds: torch.Tensor
-    """(2, 3) box to extract over"""
-    to_input: Callable[[np.ndarray], np.ndarray]
-    """(n, 3) box points -> (n, 3) points in the frame of the fitted data"""
-
-    def write(self, path: Path, resolution: int, chunk: int = 2**18) -> tuple[int, int]:
-        """Extract the zero level by marching cubes (``resolution`` cells per axis), write it
-        to ``path`` (.ply/.obj, in the data's frame) and a shaded PNG beside it; returns the
-        vertex and face counts."""
-        vertices, faces = extract_mesh(self.sdf, resolution, self.bounds, chunk)
-        write_mesh(path, self.to_input(vertices), faces)
-        write_image(path.with_suffix(".png"), shade_mesh(vertices, faces))
-        return len(vertices), len(faces)
-
-
-def surface_from_checkpoint(ckpt: Checkpoint) -> Surface:
-    """The SDF field of an `fieldfit sdf` checkpoint, with its box and transform."""
-    config = ckpt.meta["task_config"]
-    model = from_dict(FieldConfig, config["field"], "checkpoint field").build(3, 1, BOUNDS)
-    model.load_state_dict(ckpt.model)
-    model.eval()
-    mesh = config["mesh"]
-    transform = MeshTransform(tuple(mesh["centre"]), float(mesh["scale"]))
-    return Surface(sdf=lambda x: model(x)[:, 0], bounds=BOUNDS, to_input=transform.from_box)

@@ -1,0 +1,359 @@
+"""Shared ray code of the radiance-field tasks: ray batches over the training images, the
+adaptive ray count, evaluation renders, videos and outputs.
+
+Each step draws random rays across all training images; the number of rays adapts so that the
+number of field queries per step stays near ``samples_per_step``. The occupancy grid is part of
+the model (its buffers are in the state dict) and is updated by :meth:`RayTask.before_step`, so
+the trainer knows nothing about it. The heads over this code are the density field
+(:mod:`fieldfit.tasks.nerf`) and NeuS's signed distance (:mod:`fieldfit.tasks.neus`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from fieldfit.fields import (
+    FieldConfig,
+    ParamGroup,
+    PresetContext,
+    RadianceConfig,
+    SdfGeometryConfig,
+    field_preset,
+    from_dict,
+    to_dict,
+)
+from fieldfit.losses import S3IMOptions, parse_loss
+from fieldfit.renderers import (
+    Cameras,
+    MarchOptions,
+    OccupancyConfig,
+    OccupancyGrid,
+    Rays,
+    RenderOutput,
+    orbit_path,
+    spiral_path,
+)
+from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
+
+from ..io import write_image, write_json
+from ..media import colorize_depth, write_video
+from ..metrics import psnr, ssim
+from .base import Task
+
+
+@dataclass
+class NerfTaskConfig(S3IMOptions):
+    """NeRF fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
+
+    field: str = "grid"
+    """field preset for the geometry (see `fieldfit nerf --help` for the list)"""
+    geometry: Literal["density", "sdf"] = "density"
+    """density (NeRF), or sdf: a signed distance rendered as NeuS does, whose surface
+    `fieldfit mesh` extracts"""
+    log2_table: int = 19
+    """hash-table size of grid-based fields"""
+    max_res: int = 0
+    """finest grid resolution over the scene box (0: 2048 x box side / 3)"""
+    backend: str = "auto"
+    """hash-grid backend: auto, torch, ..."""
+    renderer: Literal["auto", "torch", "nerfacc"] = "auto"
+    """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
+    samples_per_step: int = 2**16
+    """target field queries per step (density queries that choose the samples, plus the
+    rendered samples); the number of rays adapts to it"""
+    max_rays: int = 2**14
+    """upper limit of rays per step"""
+    loss: str = "mse"
+    """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
+    train_background: Literal["random", "white", "black", "scene"] = "random"
+    """background behind transparent training pixels (random teaches transparency)"""
+    render_steps: int = 512
+    """samples along the diagonal of the scene box (step size = diagonal / render_steps)"""
+    early_stop_eps: float = 1e-4
+    """stop marching a ray once its transmittance is below this"""
+    alpha_thre: float = 0.0
+    """skip samples with opacity below this (capped at the grid's mean occupancy); > 0 saves
+    samples but can starve a young field of gradients"""
+    occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
+    """occupancy grid"""
+    radiance: RadianceConfig = dataclasses.field(default_factory=RadianceConfig)
+    """density and colour heads"""
+    sdf: SdfGeometryConfig = dataclasses.field(default_factory=SdfGeometryConfig)
+    """the SDF of --geometry sdf"""
+    eikonal_weight: float = 0.1
+    """--geometry sdf: weight of the eikonal term (|grad f| - 1)^2 on the rendered samples"""
+    sharpness_init: float = 0.3
+    """--geometry sdf: NeuS's initial log-sharpness v (s = exp(10 v))"""
+    cos_anneal_steps: int = 1000
+    """--geometry sdf: steps over which NeuS's cosine annealing goes from 0 to 1 (0: none)"""
+    mesh_resolution: int = 256
+    """--geometry sdf: marching-cubes cells per axis of the mesh.ply written with the outputs
+    (0: none)"""
+    eval_views: int = 0
+    """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
+    chunk: int = 8192
+    """rays per forward pass when rendering images"""
+    video_frames: int = 48
+    """frames of the turntable video (0: no video)"""
+
+    def __post_init__(self) -> None:
+        if self.samples_per_step < 64 or self.max_rays < 64:
+            raise ValueError("--samples-per-step and --max-rays must be >= 64")
+        if self.render_steps < 8:
+            raise ValueError(f"--render-steps {self.render_steps}: must be >= 8")
+        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1:
+            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
+        if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
+            raise ValueError("--early-stop-eps and --alpha-thre must be in [0, 1)")
+        if self.eikonal_weight < 0 or self.cos_anneal_steps < 0 or self.mesh_resolution < 0:
+            raise ValueError("--eikonal-weight, --cos-anneal-steps and --mesh-resolution must "
+                             "be >= 0")
+
+
+class NerfModel(nn.Module):
+    """A radiance field, its occupancy grid and the adaptive ray count (all checkpointed)."""
+
+    def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int):
+        super().__init__()
+        self.field, self.grid = field, grid
+        self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them when k is 0 or >= n)."""
+    if k == 0 or k >= n:
+        return list(range(n))
+    return torch.linspace(0, n - 1, k, device="cpu").round().long().unique().tolist()
+
+
+class RayTask(Task):
+    """A radiance field fitted to a posed image collection by volume rendering.
+
+    ``source``: ``{"path", "scene", "aabb"}``: the scene folder, the :class:`SceneOptions` it
+    is read with and its (2, 3) box. A head implements :meth:`build_model`,
+    :meth:`grid_opacity`, :meth:`render` and :meth:`render_train`.
+    """
+
+    config_type = NerfTaskConfig
+    view_dependent = True
+    """the geometry decoder may read the view direction"""
+
+    def __init__(self, scene: NerfScene | None, config: NerfTaskConfig,
+                 device: torch.device | str | None = None, source: dict | None = None,
+                 field_config: FieldConfig | None = None):
+        super().__init__(scene, config, device, source)
+        aabb = torch.tensor(self.source["aabb"], dtype=torch.float32, device="cpu")
+        side = float((aabb[1] - aabb[0]).max())
+        max_res = config.max_res or round(2048 * side / 3)
+        ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
+                            backend=config.backend, out_dims=1 + config.radiance.geo_features,
+                            view_dependent=self.view_dependent)
+        self.field_config = field_config or field_preset(config.field, ctx)
+        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
+            self.model = self.build_model(aabb)
+        self.model.to(self.device)
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
+        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
+                               options=config)
+        self.ray_multiple = math.lcm(*(getattr(t.fn, "batch_multiple", 1)
+                                       for t in self.loss.terms))
+        self._eval_indices: list[int] | None = None
+        self._version = 0  # bumped by every training step; keys the cached evaluation
+        self._cached: tuple[tuple, list[dict]] | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, source: dict, config: NerfTaskConfig) -> NerfScene:
+        options = from_dict(SceneOptions, source["scene"], "scene")
+        scene = load_nerf_scene(source["path"], options)
+        if not torch.allclose(scene.aabb.cpu(), torch.tensor(source["aabb"], device="cpu")):
+            raise ValueError(f"{source['path']}: the scene's box changed since the run was "
+                             "fitted")
+        return scene
+
+    def describe(self, scene: NerfScene) -> dict:
+        options = scene.options or SceneOptions()
+        return {"path": str(Path(scene.source).resolve()), "scene": to_dict(options),
+                "aabb": scene.aabb.tolist()}
+
+    @property
+    def scene(self) -> NerfScene:
+        return self.data
+
+    @cached_property
+    def background(self) -> torch.Tensor:
+        """(3,) evaluation background on the task's device."""
+        return self.scene.background.to(self.device)
+
+    @property
+    def eval_indices(self) -> list[int]:
+        """Test views that :meth:`evaluate` renders (``config.eval_views`` evenly spaced,
+        unless :meth:`use_eval_views` chose others)."""
+        if self._eval_indices is None:
+            self.use_eval_views(self.config.eval_views)
+        return self._eval_indices
+
+    def use_eval_views(self, k: int) -> None:
+        """Evaluate ``k`` evenly spaced test views from now on (0: all)."""
+        self._eval_indices = evenly_spaced(len(self.scene.splits["test"]), k)
+
+    # -- the head --------------------------------------------------------------------------
+    @abstractmethod
+    def build_model(self, aabb: torch.Tensor) -> NerfModel:
+        """The untrained model over the (2, 3) box ``aabb``."""
+
+    @abstractmethod
+    def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(n,) opacity of one render step at the (n, 3) points, for occupancy updates."""
+
+    @abstractmethod
+    def render(self, rays: Rays, background: torch.Tensor, train: bool = False,
+               generator: torch.Generator | None = None) -> RenderOutput:
+        """Volume-render ``rays`` (differentiable when ``train``)."""
+
+    @abstractmethod
+    def render_train(self, rays: Rays, background: torch.Tensor, generator: torch.Generator,
+                     step: int) -> tuple[RenderOutput, dict[str, tuple]]:
+        """The training render and the head's extra terms, name -> (weight, value): weighted
+        into the loss, or only logged where the weight is None."""
+
+    # -- Task interface --------------------------------------------------------------------
+    def param_groups(self) -> list[ParamGroup]:
+        return self.model.field.param_groups()
+
+    def before_step(self, step: int) -> None:
+        generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
+        self.model.grid.maybe_update(step, lambda x: self.grid_opacity(x, generator))
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        self._version += 1
+        split = self.scene.splits["train"]
+        n = int(self.model.rays_per_step)
+        image = torch.randint(len(split), (n,), generator=generator, device=generator.device)
+        col = torch.randint(split.cameras.width, (n,), generator=generator, device=generator.device)
+        row = torch.randint(split.cameras.height, (n,), generator=generator,
+                            device=generator.device)
+        rays = self.scene.rays("train", image, col, row).to(self.device)
+        background = self._train_background(n, generator)
+        target = split.colors[image, row, col].to(self.device)
+        if split.alphas is not None:
+            target = target + (1.0 - split.alphas[image, row, col].to(self.device)) * background
+        out, regularisers = self.render_train(rays, background, generator, step)
+        total, terms = self.loss(out.rgb, target, generator)
+        for name, (weight, value) in regularisers.items():
+            terms[name] = value
+            if weight is not None:
+                total = total + weight * value
+        self._adapt_ray_count(n, out.n_samples + out.n_queries)
+        counts = torch.tensor([n, out.n_samples, out.n_queries], dtype=torch.float32,
+                              device="cpu")  # host numbers: logged without a device sync
+        result = {"loss": total, **terms, "rays": counts[0], "samples": counts[1],
+                  "queries": counts[2]}
+        if "mse" not in result:
+            result["mse"] = torch.mean((out.rgb.detach() - target) ** 2)
+        return result
+
+    def evaluate(self) -> dict[str, float]:
+        views = self._eval_renders()
+        return {"psnr": float(np.mean([v["psnr"] for v in views])),
+                "ssim": float(np.mean([v["ssim"] for v in views])),
+                "eval_views": len(views), "test_views": len(self.scene.splits["test"])}
+
+    def write_outputs(self, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        (out_dir / "renders").mkdir(parents=True, exist_ok=True)
+        paths = []
+        for view in self._eval_renders():
+            stem = out_dir / "renders" / f"test_{view['index']:03d}"
+            write_image(stem.with_name(stem.name + ".png"), view["rgb"])
+            write_image(stem.with_name(stem.name + "_depth.png"), view["depth_image"])
+            paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
+        if self.config.video_frames:
+            paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
+        paths += self.write_head_outputs(out_dir)
+        metrics = {**self.evaluate(), "params": self.model.field.n_parameters(),
+                   "occupied_fraction": float(self.model.grid.binaries.float().mean())}
+        write_json(out_dir / "metrics.json", metrics)
+        return [*paths, out_dir / "metrics.json"]
+
+    def write_head_outputs(self, out_dir: Path) -> list[Path]:
+        """Outputs only one head writes (e.g. NeuS's mesh)."""
+        return []
+
+    # -- rendering -------------------------------------------------------------------------
+    def march_options(self, train: bool) -> MarchOptions:
+        c = self.config
+        return MarchOptions(step_size=self.step_size, early_stop_eps=c.early_stop_eps,
+                            alpha_thre=c.alpha_thre, stratified=train)
+
+    @torch.no_grad()
+    def render_view(self, cameras: Cameras, index: int) -> dict[str, np.ndarray]:
+        """Colour (H, W, 3), depth of the visible surface (H, W) and opacity (H, W) of one
+        camera, rendered in chunks of ``config.chunk`` rays."""
+        self.model.eval()
+        h, w = cameras.height, cameras.width
+        rows, cols = torch.meshgrid(torch.arange(h, device="cpu"),
+                                    torch.arange(w, device="cpu"), indexing="ij")
+        ids = torch.full((h * w,), index, dtype=torch.int64, device="cpu")
+        rays = self.scene.camera_rays(cameras, ids, cols.reshape(-1), rows.reshape(-1))
+        parts = [self.render(chunk.to(self.device), self.background) for chunk in
+                 rays.split(self.config.chunk)]
+        rgb = torch.cat([p.rgb for p in parts]).reshape(h, w, 3).clamp(0, 1)
+        opacity = torch.cat([p.opacity for p in parts]).reshape(h, w)
+        depth = torch.cat([p.depth for p in parts]).reshape(h, w) / opacity.clamp(min=1e-6)
+        return {"rgb": rgb.cpu().numpy(), "depth": depth.cpu().numpy(),
+                "opacity": opacity.cpu().numpy()}
+
+    def _eval_renders(self) -> list[dict]:
+        key = (self._version, tuple(self.eval_indices))
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        split = self.scene.splits["test"]
+        truth = split.composited(self.scene.background)
+        views = []
+        for i in self.eval_indices:
+            view = self.render_view(split.cameras, i)
+            pred = torch.from_numpy(view["rgb"])
+            view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
+                        depth_image=colorize_depth(view["depth"], view["opacity"] > 0.5))
+            views.append(view)
+        self._cached = (key, views)
+        return views
+
+    def video_path(self, n_frames: int) -> Cameras:
+        """Turntable around the object (or a circle for forward-facing scenes)."""
+        cameras = self.scene.splits["train"].cameras
+        return spiral_path(cameras, n_frames) if self.scene.ndc else orbit_path(cameras,
+                                                                                 n_frames)
+
+    def write_video(self, path: Path, n_frames: int) -> Path:
+        cameras = self.video_path(n_frames)
+        frames = [self.render_view(cameras, i)["rgb"] for i in range(n_frames)]
+        return write_video(path, frames)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _train_background(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        mode = self.config.train_background
+        if self.scene.splits["train"].alphas is None or mode == "scene":
+            return self.background
+        if mode == "random":
+            return torch.rand(n, 3, generator=generator, device=generator.device).to(self.device)
+        return torch.full((3,), 1.0 if mode == "white" else 0.0, device=self.device)
+
+    def _adapt_ray_count(self, n_rays: int, n_queries: int) -> None:
+        """Scale the ray count so the next step makes about ``samples_per_step`` queries."""
+        c = self.config
+        wanted = n_rays * c.samples_per_step / max(n_queries, 1)
+        m = self.ray_multiple
+        wanted = int(min(max(wanted, 64), c.max_rays)) // m * m
+        self.model.rays_per_step.fill_(max(wanted, m))
