@@ -236,6 +236,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 factor = self._set_lr()
                 self.task.before_step(self.step)
+                for param in self.task.take_reset_parameters():
+                    self.optimizer.state.pop(param, None)
                 with autocast(self.device, c.precision):
                     terms = self.task.train_step(self.step, self.generator)
                 values = host_values(terms)

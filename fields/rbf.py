@@ -167,6 +167,12 @@ class RBFEncoding(nn.Module):
             factor[bad] = torch.diag_embed(diag.rsqrt())
         return factor[:, self.tril_rows, self.tril_cols]
 
+    @torch.no_grad()
+    def reset_features(self) -> None:
+        """Zero the feature weights and bias (kernels placed anew in the middle of a fit)."""
+        self.weights.zero_()
+        self.bias.zero_()
+
     # -- evaluation -----------------------------------------------------------------------
     def kernel_values(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """(c, k) kernel values at (c, d) points ``x`` of the kernels ``index`` (c, k)."""

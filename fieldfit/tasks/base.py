@@ -85,6 +85,11 @@ class Task(ABC):
     def before_step(self, step: int) -> None:  # noqa: B027  (optional hook)
         """Called before every training step (e.g. occupancy-grid updates)."""
 
+    def take_reset_parameters(self) -> list[nn.Parameter]:
+        """Parameters that :meth:`before_step` re-initialised (their optimiser state is
+        dropped by the trainer); each is returned once."""
+        return []
+
     @abstractmethod
     def evaluate(self) -> dict[str, float]:
         """Held-out or full-target metrics."""

@@ -11,6 +11,7 @@ the trainer knows nothing about it. The heads over this code are the density fie
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from ..io import write_image, write_json
 from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
 from .base import Task
+
+log = logging.getLogger("fieldfit")
 
 
 @dataclass
@@ -103,6 +106,9 @@ class NerfTaskConfig(S3IMOptions):
     """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
     chunk: int = 8192
     """rays per forward pass when rendering images"""
+    kernel_placement_step: int = 500
+    """adaptive fields (rbf): the step at which the kernels are placed from the field learnt
+    so far (NeuRBF's distillation, see RayTask.place_kernels); they sit on a lattice before"""
     video_frames: int = 48
     """frames of the turntable video (0: no video)"""
 
@@ -111,6 +117,9 @@ class NerfTaskConfig(S3IMOptions):
             raise ValueError("--samples-per-step and --max-rays must be >= 64")
         if self.render_steps < 8:
             raise ValueError(f"--render-steps {self.render_steps}: must be >= 8")
+        if self.kernel_placement_step < 0:
+            raise ValueError(f"--kernel-placement-step {self.kernel_placement_step}: must be "
+                             ">= 0")
         if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1:
             raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
         if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
@@ -121,12 +130,14 @@ class NerfTaskConfig(S3IMOptions):
 
 
 class NerfModel(nn.Module):
-    """A radiance field, its occupancy grid and the adaptive ray count (all checkpointed)."""
+    """A radiance field, its occupancy grid, the adaptive ray count and whether adaptive
+    kernels have been placed (all checkpointed)."""
 
     def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int):
         super().__init__()
         self.field, self.grid = field, grid
         self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
+        self.register_buffer("kernels_placed", torch.tensor(False))
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:
@@ -168,6 +179,7 @@ class RayTask(Task):
         self.ray_multiple = math.lcm(*(getattr(t.fn, "batch_multiple", 1)
                                        for t in self.loss.terms))
         self._eval_indices: list[int] | None = None
+        self._reset: list[nn.Parameter] = []  # re-initialised by place_kernels
         self._version = 0  # bumped by every training step; keys the cached evaluation
         self._cached: tuple[tuple, list[dict]] | None = None
 
@@ -234,6 +246,65 @@ class RayTask(Task):
     def before_step(self, step: int) -> None:
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
         self.model.grid.maybe_update(step, lambda x: self.grid_opacity(x, generator))
+        adaptive = self.model.field.geometry.adaptive_modules()
+        if adaptive and step == self.config.kernel_placement_step \
+                and not bool(self.model.kernels_placed):
+            self.place_kernels(generator)
+
+    def take_reset_parameters(self) -> list[nn.Parameter]:
+        params, self._reset = self._reset, []
+        return params
+
+    @torch.no_grad()
+    def place_kernels(self, generator: torch.Generator, points_per_kernel: int = 4) -> None:
+        """Place the field's adaptive kernels (NeuRBF) from the field learnt so far, as
+        NeuRBF's NeRF recipe does from a grid-only teacher: sample points fill the occupied
+        cells of the occupancy grid (each split into s^3 sub-cells, s <= 4 the least giving
+        ``points_per_kernel`` points per kernel), weighted by
+        ``(1 - exp(-opacity)) * |grad f|`` with ``f`` the geometry features min-max
+        normalised over the points and the gradient by central differences of half a
+        sub-cell (k-means divides the weights by their mean, so the normalisation's global
+        scale drops out and is not applied); then weighted k-means and cluster covariances.
+        The kernels' feature weights restart at zero, with fresh optimiser state
+        (:meth:`take_reset_parameters`)."""
+        grid, geometry = self.model.grid, self.model.field.geometry
+        adaptive = geometry.adaptive_modules()
+        r, lo, hi = grid.resolution, grid.aabb[:3], grid.aabb[3:]
+        n_kernels = sum(m.config.n_kernels for m in adaptive)
+        cells = grid.binaries.reshape(-1).nonzero()[:, 0]
+        s = next((s for s in (1, 2, 3, 4) if len(cells) * s**3 >= points_per_kernel * n_kernels),
+                 4)
+        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
+        sub = torch.stack(torch.meshgrid(*[torch.arange(s, device=self.device)] * 3,
+                                         indexing="ij"), -1).reshape(-1, 3)
+        unit = (ijk[:, None, :] + (sub[None] + 0.5) / s).reshape(-1, 3) / r
+        points = lo + unit * (hi - lo)
+        h = (hi - lo) / (2 * r * s)  # half a sub-cell per axis, world units
+        direction = torch.nn.functional.normalize(torch.ones(1, 3, device=self.device), dim=-1)
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            return geometry(x, direction.expand(len(x), 3))[:, 1:]
+
+        weights = []
+        for part in points.split(self.config.chunk * 4):
+            grad = torch.stack([features(part + h * e) - features(part - h * e)
+                                for e in torch.eye(3, device=self.device)], 1)
+            grad = grad / (2 * h[None, :, None])  # (n, 3, F) per world unit
+            opacity = self.grid_opacity(part, generator)
+            weights.append((1 - torch.exp(-opacity)) * grad.square().sum((1, 2)).sqrt())
+        weights = torch.cat(weights)
+        if not bool((weights > 0).any()):
+            log.warning("no occupied cell has opacity and texture at step %d: the kernels stay "
+                        "on their lattice", self.config.kernel_placement_step)
+            return
+        geometry.init_from_samples(points, weights)
+        self._reset = []
+        for module in adaptive:
+            module.reset_features()
+            self._reset += [p for p in module.parameters() if p.requires_grad]
+        self.model.kernels_placed.fill_(True)
+        log.info("placed %d kernels from %d points of %d occupied cells", n_kernels,
+                 len(points), len(cells))
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self._version += 1
