@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +29,19 @@ class RunOptions:
     overwrite: bool = False
     """replace a run already in --out"""
 
-    def fit(self, task: Task, trainer_config: TrainerConfig) -> dict:
+    def fit(self, task: Task, trainer_config: TrainerConfig, hooks: Sequence = ()) -> dict:
         """:func:`run_task` into ``out``."""
         return run_task(task, trainer_config, self.out, resume=self.resume,
-                        overwrite=self.overwrite)
+                        overwrite=self.overwrite, hooks=hooks)
 
 
 def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool = False,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, hooks: Sequence = ()) -> dict:
     """Fit ``task`` into ``out``; returns the final metrics (also in ``out/metrics.json``).
 
     A folder that already holds a run is continued with ``resume`` or replaced with
-    ``overwrite``; otherwise it is left untouched and the call fails.
+    ``overwrite``; otherwise it is left untouched and the call fails. ``hooks`` are called as
+    ``hook(trainer)`` after each optimiser step.
     """
     out = prepare_out_dir(out)
     existing = out / CHECKPOINT_NAME
@@ -48,7 +50,7 @@ def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool 
                         "to continue it or --overwrite to replace it")
     if resume and not existing.exists():
         raise UserError(f"--resume: {existing} does not exist")
-    trainer = Trainer(task, trainer_config, out, progress=progress)
+    trainer = Trainer(task, trainer_config, out, progress=progress, hooks=hooks)
     if resume:
         trainer.resume(existing)
     else:

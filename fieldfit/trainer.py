@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,9 +88,11 @@ class TrainerConfig:
 class Trainer:
     """Fits a :class:`Task`; writes ``metrics.jsonl`` and checkpoints into ``out_dir``."""
 
-    def __init__(self, task: Task, config: TrainerConfig, out_dir: Path, progress: bool = True):
+    def __init__(self, task: Task, config: TrainerConfig, out_dir: Path, progress: bool = True,
+                 hooks: Sequence[Callable[[Trainer], None]] = ()):
         self.task, self.config, self.out_dir = task, config, Path(out_dir)
         self.progress = progress
+        self.hooks = tuple(hooks)  # called as hook(trainer) right after each optimiser step
         self.generator = torch.Generator().manual_seed(config.seed)
         chosen = {"encoding": config.lr_encoding, "decoder": config.lr_decoder}
         lrs = {"encoding": DEFAULT_LR, "decoder": DEFAULT_LR, **task.lr_defaults(),
@@ -205,6 +208,8 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 self.elapsed += time.perf_counter() - t0
+                for hook in self.hooks:
+                    hook(self)
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 if "mse" in values:
                     values["psnr"] = psnr_from_mse(values["mse"])
