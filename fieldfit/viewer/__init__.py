@@ -62,6 +62,11 @@ class ViewerOptions(ServerOptions):
     """serve a live viewer at http://HOST:PORT while training (needs pip install
     'fieldfit[viewer]')"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.viewer:
+            require_viser()  # fail before the scene is loaded
+
     @contextlib.contextmanager
     def live(self, task, out: Path) -> Iterator[tuple]:
         """The trainer hooks of a live viewer of ``task`` (a NerfTask) writing into ``out``,
