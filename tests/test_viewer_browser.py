@@ -45,11 +45,14 @@ def _wait_for_port(port: int, process: subprocess.Popen, seconds: float) -> None
 
 
 def _canvas(page) -> np.ndarray:
-    """(H, W, 3) uint8 screenshot of the page's 3D canvas (the render is its background)."""
+    """(h, w, 3) uint8 screenshot of the page's 3D canvas (the render is its background),
+    cropped below the notification and left of the control panel."""
     import imageio.v3 as iio
 
     png = page.locator("canvas").first.screenshot()
-    return np.asarray(iio.imread(io.BytesIO(png)))[..., :3]
+    image = np.asarray(iio.imread(io.BytesIO(png)))[..., :3]
+    h, w = image.shape[:2]
+    return image[int(0.3 * h):int(0.95 * h), int(0.05 * w):int(0.55 * w)]
 
 
 def _wait_for_image(page, seconds: float, differs_from: np.ndarray | None = None) -> np.ndarray:
@@ -91,7 +94,8 @@ def test_view_shows_the_scene_and_follows_the_camera(procedural_scene, tmp_path)
             page = browser.new_page(viewport={"width": 800, "height": 600})
             page.goto(f"http://127.0.0.1:{port}")
             # hide the training cameras' frustums: the canvas then shows only the render
-            page.get_by_role("checkbox").first.uncheck()
+            page.get_by_text("training cameras").wait_for()
+            page.locator("input[type=checkbox]:visible").first.uncheck()
             before = _wait_for_image(page, 120)
             # not a blank or single-colour canvas: the render has the scene's colours
             assert before.std(axis=(0, 1)).max() > 20
