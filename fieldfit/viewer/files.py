@@ -43,12 +43,13 @@ def show_image_run(server, run_dir: Path, target: Path | None) -> None:
     w, h = 1.0, height / width
     server.scene.set_up_direction("+y")
     for i, (name, image) in enumerate(panels):
-        x = (i - (len(panels) - 1) / 2) * 1.05 * w
+        # seen from -z (below), +x is to the left: the first panel goes leftmost
+        x = ((len(panels) - 1) / 2 - i) * 1.05 * w
         # viser images lie in their local xy plane; a half-turn about x makes +y the image's up
         server.scene.add_image(f"/{name}", image, render_width=w, render_height=h,
                                wxyz=(0.0, 1.0, 0.0, 0.0), position=(x, 0.0, 0.0))
         server.scene.add_label(f"/{name}_label", name, position=(x, 0.55 * h + 0.05, 0.0))
-    server.initial_camera.position = (0.0, 0.0, -1.2 * len(panels))
+    server.initial_camera.position = (0.0, 0.0, -0.8 * len(panels))
     server.initial_camera.look_at = (0.0, 0.0, 0.0)
     server.initial_camera.up = (0.0, 1.0, 0.0)
     server.gui.add_markdown(metrics_markdown(run_dir))
@@ -67,5 +68,5 @@ def show_mesh_run(server, run_dir: Path) -> None:
     center = (vertices.min(0) + vertices.max(0)) / 2
     radius = float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
     server.initial_camera.look_at = center
-    server.initial_camera.position = center + radius * np.array([0.8, 0.6, 0.8])
+    server.initial_camera.position = center + 0.6 * radius * np.array([0.6, 0.5, 0.6])
     server.gui.add_markdown(metrics_markdown(run_dir))

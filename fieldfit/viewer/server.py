@@ -117,8 +117,10 @@ class SceneViewer:
     def _add_scene(self, task) -> None:
         split = task.scene.splits["train"]
         cams = split.cameras
-        aabb = task.scene.aabb
-        center = ((aabb[0] + aabb[1]) / 2).numpy()
+        if task.scene.ndc:  # the box is in NDC: look one unit ahead of the mean camera
+            center = (cams.centers.mean(0) - cams.c2w[:, :, 2].mean(0)).numpy()
+        else:
+            center = task.scene.aabb.mean(0).numpy()
         up = torch.nn.functional.normalize(cams.c2w[:, :, 1].mean(0), dim=0).numpy()
         self.server.scene.set_up_direction(up)
         initial = self.server.initial_camera
