@@ -46,12 +46,33 @@ def drive(url: str, stop_file: Path, drag_every: float, screenshot: str | None) 
         browser.close()
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of the live descendants of process ``root`` (from /proc)."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], times[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Blender-format scene folder")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per phase")
     parser.add_argument("--cycles", type=int, default=2, help="page-open phases")
     parser.add_argument("--samples-per-step", type=int, default=2**16)
+    parser.add_argument("--browser-nice", type=int, default=0,
+                        help="run the browser at this niceness (19: it yields the CPU to the "
+                        "fit, as a browser on another machine would)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--settle", type=int, default=20,
                         help="steps between opening the page and timing it")
@@ -73,27 +94,33 @@ def main() -> None:
     from fieldfit.tasks.nerf import NerfTaskConfig
     from fieldfit.trainer import TrainerConfig
     from fieldfit.viewer import ViewerOptions
+    from fieldfit.viewer.server import server_url
 
     torch.manual_seed(0)
     task = build_nerf_task(args.data, SceneOptions(), NerfTaskConfig(
         video_frames=0, eval_views=1, samples_per_step=args.samples_per_step))
     w, s, settle = args.warmup, args.steps, args.settle
+    nice = ["nice", "-n", str(args.browser_nice)] if args.browser_nice else []
     # alternating phases of s timed steps, each after `settle` untimed steps (the page loads,
     # or closes): no page, page, no page, ..., no page
     kinds = ["no page", "page open"] * args.cycles + ["no page"]
     phases = [(kind, w + i * (s + settle) + settle, w + (i + 1) * (s + settle))
               for i, kind in enumerate(kinds)]
     out = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
-    stamps: dict[int, float] = {}
+    stamps: dict[int, tuple[float, float, float, float]] = {}
     browser: list[subprocess.Popen] = []
 
     def record(trainer) -> None:
-        stamps[trainer.step] = time.perf_counter()
+        # wall time, this process's CPU time, the viewer's render time, the browser's CPU time
+        cpu = os.times()
+        browser_cpu = tree_cpu_seconds(browser[-1].pid) if browser else 0.0
+        stamps[trainer.step] = (time.perf_counter(), cpu.user + cpu.system,
+                                viewer.budget.rendered_seconds, browser_cpu)
         for i, (kind, first, last) in enumerate(phases):
             if kind == "page open" and trainer.step == first - settle:
                 shot = args.screenshot if i == len(phases) - 2 else None
-                command = [sys.executable, __file__, "--data", str(args.data), "--drive",
-                           options.url, str(out / f"stop{i}"), "--drag-every",
+                command = [*nice, sys.executable, __file__, "--data", str(args.data), "--drive",
+                           server_url(viewer.server), str(out / f"stop{i}"), "--drag-every",
                            str(args.drag_every), *(["--screenshot", shot] if shot else [])]
                 browser.append(subprocess.Popen(command))
             if kind == "page open" and trainer.step == last:
@@ -102,6 +129,7 @@ def main() -> None:
 
     options = ViewerOptions(viewer=True, port=args.port)
     with options.live(task, out) as hooks:
+        viewer = hooks[0].__self__  # the SceneViewer whose on_step is the hook
         run_task(task, TrainerConfig(steps=phases[-1][2], checkpoint_every=0), out,
                  progress=False, hooks=(record, *hooks))
     print(f"{args.data.name}: {task.config.samples_per_step} samples/step, "
@@ -109,8 +137,12 @@ def main() -> None:
           "(machine shared with other jobs: phases alternate to expose the load's drift)")
     rates: dict[str, list[float]] = {"no page": [], "page open": []}
     for kind, first, last in phases:
-        rates[kind].append((last - first) / (stamps[last] - stamps[first]))
-        print(f"  steps {first:4d}-{last:4d} {kind:10s} {rates[kind][-1]:6.2f} steps/s")
+        wall, cpu, render, browser_cpu = (b - a for a, b in zip(stamps[first], stamps[last],
+                                                                  strict=True))
+        rates[kind].append((last - first) / wall)
+        print(f"  steps {first:4d}-{last:4d} {kind:10s} {rates[kind][-1]:6.2f} steps/s; "
+              f"per second: fit+viewer process {cpu / wall:.2f} CPU-s, viewer rendering "
+              f"{render / wall:.1%} of the time, browser {browser_cpu / wall:.2f} CPU-s")
     mean = {kind: sum(v) / len(v) for kind, v in rates.items()}
     print(f"  mean: no page {mean['no page']:.2f}, page open {mean['page open']:.2f} steps/s "
           f"({mean['page open'] / mean['no page']:.0%})")

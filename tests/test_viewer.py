@@ -198,3 +198,19 @@ def test_viewer_without_viser_says_how_to_install(monkeypatch, procedural_scene,
                              "'fieldfit[viewer]'")
     assert main(["view", str(procedural_scene)]) == 2  # not a run folder: said first
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_background_depth_of_a_fronto_parallel_plane_is_constant():
+    """A plane 2 units in front of the camera: distance along each pixel's unit ray is
+    2 / cos(angle to the axis); the depth viser composites with is 2 everywhere."""
+    from fieldfit.viewer.server import z_depth
+
+    cameras = viewer_cameras(np.eye(4)[:3], fov=1.0, aspect=1.5, height=8)
+    rays = pixel_rays(cameras, torch.zeros(96, dtype=torch.int64),
+                      torch.arange(12).repeat(8), torch.arange(8).repeat_interleave(12))
+    cos = -rays.directions[:, 2].reshape(8, 12).numpy()  # the camera looks down -z
+    opacity = np.ones((8, 12), np.float32)
+    opacity[0, 0] = 0.0
+    depth = z_depth({"depth": 2.0 / cos, "opacity": opacity}, cameras, far=50.0)
+    assert depth[0, 0] == 50.0
+    np.testing.assert_allclose(depth.reshape(-1)[1:], 2.0, rtol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ import tyro
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..viewer import ServerOptions, require_viser
+from ..viewer.server import server_url
 
 Flat = tyro.conf.arg(name="")
 
@@ -41,8 +43,8 @@ class ViewCommand:
             raise UserError(f"{config}: unknown task {kind!r}")
         return kind
 
-    def start(self):
-        """Start serving; returns the server (its ``stop()`` ends it)."""
+    def start(self) -> tuple[str, Callable[[], None]]:
+        """Start serving; returns the address and the function that stops the server."""
         kind = self.run_kind()
         viser = require_viser()
         if kind == "nerf":
@@ -50,7 +52,8 @@ class ViewCommand:
             from ..viewer.server import SceneViewer
 
             task = nerf_task_from_checkpoint(load_checkpoint(self.run_dir), self.run_dir)
-            return SceneViewer(task, self.run_dir, self.options, live=False)
+            viewer = SceneViewer(task, self.run_dir, self.options, live=False)
+            return server_url(viewer.server), viewer.stop
         from ..viewer.files import show_image_run, show_mesh_run
 
         self.options.warn_if_public()
@@ -60,12 +63,12 @@ class ViewCommand:
             show_image_run(server, self.run_dir, self.image)
         else:
             show_mesh_run(server, self.run_dir)
-        return server
+        return server_url(server), server.stop
 
     def run(self) -> None:
-        viewer = self.start()
-        print(f"viewing {self.run_dir} at {self.options.url} (Ctrl-C to stop)", flush=True)
+        url, stop = self.start()
+        print(f"viewing {self.run_dir} at {url} (Ctrl-C to stop)", flush=True)
         try:
             threading.Event().wait()
         finally:
-            viewer.stop()
+            stop()

@@ -44,10 +44,6 @@ class ServerOptions:
         if not 0 < self.port < 65536:
             raise UserError(f"--port {self.port}: must be in 1..65535")
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     def warn_if_public(self) -> None:
         if self.host not in LOOPBACK:
             log.warning("viewer: --host %s serves every client that can reach this machine; "
@@ -81,3 +77,4 @@ class ViewerOptions(ServerOptions):
             yield (viewer.on_step,)
         finally:
             viewer.stop()
+            log.info("viewer stopped; `fieldfit view %s` shows the finished run", out)

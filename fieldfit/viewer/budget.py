@@ -33,6 +33,8 @@ class FrameBudget:
     """running estimate of the cost of one pixel (updated by :meth:`record`)"""
     smoothing: float = 0.5
     """weight of the newest frame in the running estimate"""
+    rendered_seconds: float = 0.0
+    """total time of the frames recorded so far"""
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
@@ -65,6 +67,7 @@ class FrameBudget:
 
     def record(self, height: int, aspect: float, seconds: float) -> None:
         """Update the cost estimate with a frame of ``height`` that took ``seconds``."""
+        self.rendered_seconds += seconds
         per_pixel = max(seconds, 1e-6) / self.pixels(height, aspect)
         a = self.smoothing
         self.seconds_per_pixel = a * per_pixel + (1 - a) * self.seconds_per_pixel

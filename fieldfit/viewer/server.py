@@ -32,6 +32,12 @@ log = logging.getLogger("fieldfit")
 MODES = ("rgb", "depth", "opacity")
 
 
+def server_url(server) -> str:
+    """The address a viser server listens on (viser takes the next free port when the one
+    asked for is taken)."""
+    return f"http://{server.get_host()}:{server.get_port()}"
+
+
 class SnapshotRenderer:
     """Renders cameras through ``task.render_view`` on a copy of its model (``live``: training
     keeps the original) or on the task itself (a finished run)."""
@@ -72,6 +78,16 @@ def view_image(view: dict[str, np.ndarray], mode: str) -> np.ndarray:
     return view["rgb"]
 
 
+def z_depth(view: dict[str, np.ndarray], cameras, far: float = 100.0) -> np.ndarray:
+    """(H, W) depth along the camera axis (viser's background depth) of a render's distance
+    along unit rays; ``far`` where the render is transparent."""
+    rows, cols = np.mgrid[0:cameras.height, 0:cameras.width] + 0.5
+    u = (cols - float(cameras.cx[0])) / float(cameras.fx[0])
+    v = (rows - float(cameras.cy[0])) / float(cameras.fy[0])
+    depth = view["depth"] / np.sqrt(1.0 + u**2 + v**2)
+    return np.where(view["opacity"] > 0.5, depth, far).astype(np.float32)
+
+
 @dataclass
 class _ClientView:
     """What a tab last showed."""
@@ -92,6 +108,7 @@ class SceneViewer:
         options.warn_if_public()
         self.run_dir, self.live, self.snapshot_seconds = run_dir, live, snapshot_seconds
         self.renderer = SnapshotRenderer(task, live)
+        self.ndc = task.scene.ndc
         train = task.scene.splits["train"]
         self.full_height = train.cameras.height
         self.budget = budget or FrameBudget(self.full_height, share=0.15 if live else 1.0)
@@ -111,7 +128,7 @@ class SceneViewer:
         self.server.on_client_disconnect(self._on_disconnect)
         self._thread = threading.Thread(target=self._render_loop, name="viewer", daemon=True)
         self._thread.start()
-        log.info("viewer: %s", options.url)
+        log.info("viewer: %s", server_url(self.server))
 
     # -- scene -------------------------------------------------------------------------
     def _add_scene(self, task) -> None:
@@ -138,8 +155,8 @@ class SceneViewer:
             wxyz, position = viser_from_c2w(cams.c2w[i].numpy())
             image = (thumbs[i, ::stride, ::stride].numpy() * 255).astype(np.uint8)
             self._frustums.append(self.server.scene.add_camera_frustum(
-                f"/training_cameras/{i:03d}", fov=fov, aspect=aspect, scale=0.06 * extent,
-                thickness=0.003 * extent, image=image, wxyz=wxyz, position=position))
+                f"/training_cameras/{i:03d}", fov=fov, aspect=aspect, scale=0.04 * extent,
+                thickness=0.0015 * extent, image=image, wxyz=wxyz, position=position))
 
     # -- GUI ---------------------------------------------------------------------------
     def _add_gui(self) -> None:
@@ -276,9 +293,12 @@ class SceneViewer:
         else:
             return 0.0
         t0 = time.perf_counter()
-        view = self.renderer.render(viewer_cameras(c2w, fov, aspect, height))
+        cameras = viewer_cameras(c2w, fov, aspect, height)
+        view = self.renderer.render(cameras)
         image = (view_image(view, key[-1]) * 255 + 0.5).astype(np.uint8)
-        client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+        # the depth lets the browser hide the frustums behind the object (not in NDC scenes)
+        depth = None if self.ndc else z_depth(view, cameras)
+        client.scene.set_background_image(image, format="jpeg", jpeg_quality=90, depth=depth)
         seconds = time.perf_counter() - t0
         self.budget.record(height, aspect, seconds)
         state.height, state.version = height, version
