@@ -19,6 +19,7 @@ from .commands.mesh import MeshCommand
 from .commands.nerf import NerfCommand
 from .commands.render import RenderCommand
 from .commands.sdf import SdfCommand
+from .commands.view import ViewCommand
 
 COMMANDS = {
     "image": ImageCommand,
@@ -28,6 +29,7 @@ COMMANDS = {
     "render": RenderCommand,
     "eval": EvalCommand,
     "demo": DemoCommand,
+    "view": ViewCommand,
 }
 
 _BOX = re.compile(r"^[\s│╭╮╰╯─-]*|[\s│╭╮╰╯─-]*$")

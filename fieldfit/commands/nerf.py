@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..run import RunOptions
 from ..tasks import NerfTaskConfig, RayTask, build_task, ray_task_class
 from ..trainer import TrainerConfig
+from ..viewer import ViewerOptions
 
 Flat = tyro.conf.arg(name="")
 
@@ -50,11 +51,13 @@ class NerfCommand:
     scene: Annotated[SceneOptions, Flat] = field(default_factory=SceneOptions)
     task: Annotated[NerfTaskConfig, Flat] = field(default_factory=NerfTaskConfig)
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
+    viewer: Annotated[ViewerOptions, Flat] = field(default_factory=ViewerOptions)
     debug: bool = False
     """show tracebacks"""
 
     def run(self) -> dict:
         task = build_nerf_task(self.data, self.scene, self.task, self.train)
-        result = self.output.fit(task, self.train)
+        with self.viewer.live(task, self.output.out) as hooks:
+            result = self.output.fit(task, self.train, hooks=hooks)
         print(summary(result, self.output.out))
         return result
