@@ -17,12 +17,15 @@ from fieldfit.fields import to_dict
 from .checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    check_matches,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_checkpoint,
 )
 from .errors import UserError
+from .interrupts import Interrupted, StopSignals
+from .io import append_jsonl
 from .metrics import psnr_from_mse
 from .schedule import lr_factor
 from .tasks.base import Task
@@ -105,6 +108,8 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
+        self.saved_step: int | None = None
+        """step of the checkpoint on disk that this run wrote or resumed from"""
 
     # -- checkpoints -------------------------------------------------------------------
     @property
@@ -137,6 +142,7 @@ class Trainer:
         if ckpt.meta.get("task_config") != json.loads(json.dumps(self.task.config_dict())):
             raise UserError(f"{path}: checkpoint was made with a different task/field config; "
                             "use the same options or a new --out")
+        check_matches(ckpt, path, self.task.model, self.optimizer, self.generator)
         try:
             self.task.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(
@@ -148,7 +154,45 @@ class Trainer:
             self.generator.set_state(ckpt.rng)
         self.step = int(ckpt.meta["step"])
         self.elapsed = float(ckpt.meta["elapsed"])
+        self.saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
+
+    # -- safe checkpoints: never a non-finite state, never a false "last good" -----------
+    def last_good(self) -> str:
+        """Where the last good checkpoint is, for error messages."""
+        if self.saved_step is None:
+            return "no checkpoint was written"
+        return f"last good checkpoint: {self.checkpoint_path} (step {self.saved_step})"
+
+    def _non_finite(self) -> str | None:
+        """Name of the first model or optimiser tensor holding NaN/inf, else None."""
+        named = list(self.task.model.state_dict().items())
+        named += [(f"optimizer state {i}/{k}", v) for i, s in
+                  enumerate(self.optimizer.state.values()) for k, v in s.items()]
+        for name, value in named:
+            if torch.is_tensor(value) and value.is_floating_point() \
+                    and not torch.isfinite(value).all():
+                return name
+        return None
+
+    def checkpoint(self) -> None:
+        """:meth:`save` if the state is finite; UserError naming the last good one if not, or
+        if the write fails (a full disk: the previous checkpoint is kept)."""
+        bad = self._non_finite()
+        if bad is not None:
+            raise UserError(f"training diverged by step {self.step} ({bad} is not finite); "
+                            f"{self.last_good()} (try a lower lr)")
+        try:
+            self.save()
+        except UserError as err:
+            raise UserError(f"{err}; {self.last_good()}") from None
+        self.saved_step = self.step
+
+    def _check_result(self, result: dict) -> None:
+        bad = {k: v for k, v in result.items() if isinstance(v, float) and math.isnan(v)}
+        if bad:
+            raise UserError(f"evaluation at step {self.step} gave {bad}: the field outputs "
+                            f"NaN; {self.last_good()}")
 
     # -- loop --------------------------------------------------------------------------
     def _progress(self) -> float:
@@ -175,14 +219,18 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            append_jsonl(self.out_dir / "metrics.jsonl", record)
+        except OSError as err:
+            raise UserError(f"{self.out_dir / 'metrics.jsonl'}: could not write "
+                            f"({err.strerror or err}); {self.last_good()}") from None
 
     def fit(self) -> dict[str, float]:
         """Train until the step or time budget is spent; returns the final evaluation.
 
-        Ctrl-C writes a checkpoint and re-raises KeyboardInterrupt, so ``--resume`` continues.
-        Non-finite losses stop the run with an error instead of training on garbage.
+        Ctrl-C or SIGTERM stops after the step in progress, writes a checkpoint and raises
+        :class:`Interrupted`, so ``--resume`` continues bit for bit. A non-finite loss or state
+        stops the run with an error instead of training on (or saving) garbage.
         """
         from tqdm import tqdm
 
@@ -190,16 +238,17 @@ class Trainer:
         bar = tqdm(total=c.total_steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         self.task.model.train()
-        try:
-            while not self._done():
+        with StopSignals() as stop:
+            while not self._done() and stop.signum is None:
                 t0 = time.perf_counter()
                 factor = self._set_lr()
                 self.task.before_step(self.step)
                 terms = self.task.train_step(self.step, self.generator)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
-                    raise UserError(f"loss became {loss.item()} at step {self.step}; last good "
-                                    f"checkpoint: {self.checkpoint_path} (try a lower lr)")
+                    bar.close()
+                    raise UserError(f"loss became {loss.item()} at step {self.step}; "
+                                    f"{self.last_good()} (try a lower lr)")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -221,14 +270,16 @@ class Trainer:
                                "eval": self.task.evaluate()})
                     self.task.model.train()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
+                    self.checkpoint()
             bar.close()
-            self.save()
-            raise
-        bar.close()
-        self.save()
+            if stop.signum is not None:
+                stop.saving = True
+                self.checkpoint()
+                raise Interrupted(stop.signum, f"stopped at step {self.step}; checkpoint "
+                                  f"saved: {self.checkpoint_path}")
+        self.checkpoint()
         result = self.task.evaluate()
+        self._check_result(result)
         self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
         log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)

@@ -46,6 +46,7 @@ class ImageCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        self.output.inputs = (self.path,)
         if self.alpha not in ALPHA_MODES:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
         target = ImageTarget(load_image(self.path, alpha=self.alpha))

@@ -54,6 +54,7 @@ class NerfCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        self.output.inputs = (self.data,)
         task = build_nerf_task(self.data, self.scene, self.task)
         result = self.output.fit(task, self.train)
         print(summary(result, self.output.out))

@@ -46,6 +46,7 @@ class SdfCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        self.output.inputs = (self.path,)
         task = build_sdf_task(self.path, self.task)
         result = self.output.fit(task, self.train)
         print(f"IoU {result['iou']:.5f}, NAE {_fmt(result['nae_deg'])} deg, Chamfer-L1 "
