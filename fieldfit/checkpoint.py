@@ -86,7 +86,9 @@ def _check_meta(meta, path: Path) -> None:
     expected = {"task": str, "task_config": dict, "trainer_config": dict, "step": int,
                 "elapsed": (int, float), "optimizer_groups": list, "sha256": str}
     for key, kind in expected.items():
-        value = meta.get(key)
+        if key not in meta:
+            raise UserError(f"{path}: corrupt checkpoint metadata (no {key!r})")
+        value = meta[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise UserError(f"{path}: corrupt checkpoint metadata ({key!r} is {value!r})")
     if meta["step"] < 0:

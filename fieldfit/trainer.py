@@ -76,6 +76,8 @@ class TrainerConfig:
         for name in ("lr_encoding", "lr_decoder"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be > 0")
+        if not 0 <= self.final_lr_factor < math.inf:
+            raise UserError(f"--final-lr-factor {self.final_lr_factor}: must be >= 0 and finite")
         for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import check_budget, field_names
 from fieldfit.scenes import ALPHA_MODES, ImageTarget, load_image
+from fieldfit.scenes.images import MIN_SIDE
 
 from ..errors import UserError
 from ..run import RunOptions
@@ -24,9 +25,11 @@ def build_image_task(target: ImageTarget, config: ImageTaskConfig) -> ImageTask:
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     try:
-        return ImageTask(target, config)
+        task = ImageTask(target, config)
+        check_budget(config.params, task.model.n_parameters(trainable_only=False), "--params")
     except ValueError as err:
         raise UserError(str(err)) from None
+    return task
 
 
 @dataclass
@@ -49,7 +52,7 @@ class ImageCommand:
         self.output.inputs = (self.path,)
         if self.alpha not in ALPHA_MODES:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
-        target = ImageTarget(load_image(self.path, alpha=self.alpha))
+        target = ImageTarget(load_image(self.path, alpha=self.alpha, min_side=MIN_SIDE))
         task = build_image_task(target, self.task)
         result = self.output.fit(task, self.train)
         print(f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} after {result['steps']} "

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import check_budget, field_names
 from fieldfit.scenes.meshes import load_mesh
 
 from ..errors import UserError
@@ -25,9 +25,11 @@ def build_sdf_task(path: Path, config: SdfTaskConfig) -> SdfTask:
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     mesh = load_mesh(path, margin=config.margin)
     try:
-        return SdfTask(mesh, config, source=str(Path(path).resolve()))
+        task = SdfTask(mesh, config, source=str(Path(path).resolve()))
+        check_budget(config.budget, task.model.n_parameters(trainable_only=False), "--budget")
     except ValueError as err:
         raise UserError(str(err)) from None
+    return task
 
 
 @dataclass

@@ -45,6 +45,7 @@ from fieldfit.renderers import (
     render_rays,
     spiral_path,
 )
+from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 from fieldfit.renderers.neus import Sharpness, render_sdf_rays, sdf_occupancy
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
@@ -55,6 +56,9 @@ from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
 from .base import ParamGroup, Task
 from .sdf import Surface
+
+MAX_RENDER_STEPS = 2**16
+"""finest march: 65536 samples along the box diagonal (128x the default)"""
 
 
 @dataclass
@@ -124,6 +128,16 @@ class NerfTaskConfig(S3IMOptions):
         if self.eikonal_weight < 0 or self.cos_anneal_steps < 0 or self.mesh_resolution < 0:
             raise ValueError("--eikonal-weight, --cos-anneal-steps and --mesh-resolution must "
                              "be >= 0")
+        if self.render_steps > MAX_RENDER_STEPS:
+            raise ValueError(f"--render-steps {self.render_steps}: must be <= "
+                             f"{MAX_RENDER_STEPS}")
+        if self.max_res < 0:
+            raise ValueError(f"--max-res {self.max_res}: must be >= 0")
+        if self.geometry == "sdf" and self.mesh_resolution:
+            try:  # refused now rather than after training
+                check_resolution(self.mesh_resolution)
+            except MeshResolutionError as err:
+                raise ValueError(f"--mesh-{err}") from None
 
 
 class NerfModel(nn.Module):
