@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .io import write_bytes
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -61,8 +60,8 @@ def content_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` to ``path`` atomically (UserError naming it if the disk is full)."""
+def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
+    """The safetensors file of ``ckpt``, in memory (write it with ``io.write_bytes``)."""
     from safetensors.torch import save
 
     tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in ckpt.model.items()}
@@ -72,8 +71,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     meta = {"format": FORMAT_VERSION, **ckpt.meta, "sha256": content_digest(tensors)}
     # serialised in memory and written by our own atomic write: safetensors' save_file makes
     # its own 0600 temporary file, which a kill leaves behind
-    data = save(tensors, metadata={"fieldfit": json.dumps(meta, allow_nan=False)})
-    write_bytes(Path(path), data, sync=True)
+    return save(tensors, metadata={"fieldfit": json.dumps(meta, allow_nan=False)})
 
 
 def _check_meta(meta, path: Path) -> None:

@@ -18,14 +18,14 @@ from .checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
     check_matches,
+    checkpoint_bytes,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    save_checkpoint,
 )
 from .errors import UserError
 from .interrupts import Interrupted, StopSignals
-from .io import append_jsonl
+from .io import append_jsonl, write_bytes
 from .metrics import psnr_from_mse
 from .schedule import lr_factor
 from .tasks.base import Task
@@ -112,6 +112,8 @@ class Trainer:
         self.history: list[dict] = []
         self.saved_step: int | None = None
         """step of the checkpoint on disk that this run wrote or resumed from"""
+        self._pending: tuple[int, bytes] | None = None
+        """a periodic checkpoint, written once the next step's loss shows its state is good"""
 
     # -- checkpoints -------------------------------------------------------------------
     @property
@@ -127,12 +129,12 @@ class Trainer:
             "elapsed": self.elapsed,
         }
 
-    def save(self) -> None:
+    def to_checkpoint(self) -> Checkpoint:
         tensors, groups = optimizer_to_tensors(self.optimizer)
         meta = {**self.meta(), "optimizer_groups": groups}
-        ckpt = Checkpoint(meta=meta, model=self.task.model.state_dict(), optimizer=tensors,
+        return Checkpoint(meta=meta, model=self.task.model.state_dict(), optimizer=tensors,
                           rng=self.generator.get_state())
-        save_checkpoint(self.checkpoint_path, ckpt)
+
 
     def resume(self, path: Path | None = None) -> None:
         """Restore model, optimiser, RNG, step and elapsed time from a checkpoint."""
@@ -177,18 +179,36 @@ class Trainer:
                 return name
         return None
 
-    def checkpoint(self) -> None:
-        """:meth:`save` if the state is finite; UserError naming the last good one if not, or
-        if the write fails (a full disk: the previous checkpoint is kept)."""
+    def _snapshot(self) -> tuple[int, bytes]:
+        """The current state as checkpoint bytes; UserError if it is not finite."""
         bad = self._non_finite()
         if bad is not None:
             raise UserError(f"training diverged by step {self.step} ({bad} is not finite); "
                             f"{self.last_good()} (try a lower lr)")
+        return self.step, checkpoint_bytes(self.to_checkpoint())
+
+    def _write(self, step: int, data: bytes) -> None:
+        """Write a snapshot; UserError naming the last good checkpoint (which is kept) if the
+        write fails, e.g. on a full disk."""
         try:
-            self.save()
+            write_bytes(self.checkpoint_path, data, sync=True)
         except UserError as err:
             raise UserError(f"{err}; {self.last_good()}") from None
-        self.saved_step = self.step
+        self.saved_step = step
+
+    def checkpoint(self) -> None:
+        """Write the current state if it is finite (see :meth:`_snapshot`, :meth:`_write`)."""
+        self._pending = None
+        self._write(*self._snapshot())
+
+    def _check_final_loss(self) -> None:
+        """UserError unless the final state gives a finite training loss (on a copy of the
+        generator): a last step can blow a field up to NaN outputs with finite weights."""
+        probe = torch.Generator().set_state(self.generator.get_state())
+        loss = self.task.train_step(self.step, probe)["loss"].detach()
+        if not torch.isfinite(loss):
+            raise UserError(f"training diverged at step {self.step}: the final field gives "
+                            f"loss {loss.item()}; {self.last_good()} (try a lower lr)")
 
     def _check_result(self, result: dict) -> None:
         bad = {k: v for k, v in result.items() if isinstance(v, float) and math.isnan(v)}
@@ -251,6 +271,9 @@ class Trainer:
                     bar.close()
                     raise UserError(f"loss became {loss.item()} at step {self.step}; "
                                     f"{self.last_good()} (try a lower lr)")
+                if self._pending is not None:  # its state has just given a finite loss
+                    self._write(*self._pending)
+                    self._pending = None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -272,16 +295,18 @@ class Trainer:
                                "eval": self.task.evaluate()})
                     self.task.model.train()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                    self.checkpoint()
+                    self._pending = self._snapshot()
             bar.close()
             if stop.signum is not None:
                 stop.saving = True
                 self.checkpoint()
                 raise Interrupted(stop.signum, f"stopped at step {self.step}; checkpoint "
                                   f"saved: {self.checkpoint_path}")
-        self.checkpoint()
+        final = self._snapshot()
+        self._check_final_loss()
         result = self.task.evaluate()
         self._check_result(result)
+        self._write(*final)
         self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
         log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)
