@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         command = _parse(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    import torch
+
+    # parameter init draws from torch's default generator, which this torch seeds at random
+    torch.manual_seed(getattr(getattr(command, "train", None), "seed", 0))
     try:
         command.run()
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: 128 + the signal's number

@@ -205,7 +205,9 @@ class Trainer:
         """UserError unless the final state gives a finite training loss (on a copy of the
         generator): a last step can blow a field up to NaN outputs with finite weights."""
         probe = torch.Generator().set_state(self.generator.get_state())
+        buffers = {name: b.clone() for name, b in self.task.model.named_buffers()}
         loss = self.task.train_step(self.step, probe)["loss"].detach()
+        self.task.model.load_state_dict(buffers, strict=False)  # e.g. NeRF's adaptive ray count
         if not torch.isfinite(loss):
             raise UserError(f"training diverged at step {self.step}: the final field gives "
                             f"loss {loss.item()}; {self.last_good()} (try a lower lr)")

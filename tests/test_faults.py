@@ -83,6 +83,17 @@ def losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_built():
+    """Build the C++ kernels here, once, so that no run below spends minutes compiling."""
+    from fieldfit.fields.kernels.cpp import load_kernels
+
+    try:
+        load_kernels()
+    except RuntimeError:
+        pass  # no compiler: the runs use the torch backend
+
+
 @pytest.fixture(scope="module")
 def png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("img") / "target.png"
