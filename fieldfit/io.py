@@ -154,7 +154,7 @@ def prepare_out_dir(out: Path) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".fieldfit-write-test"
+        probe = out / f".fieldfit-write-test.{os.getpid()}"  # per process: runs may race here
         probe.unlink(missing_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)

@@ -133,12 +133,12 @@ def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bo
                trainer.meta() | {"step": None, "elapsed": None, "inputs": digests})
     try:
         result = trainer.fit()
-    except Interrupted as err:
-        log.warning("%s; continue with --resume", err)
-        raise
-    except KeyboardInterrupt:
-        log.warning("interrupted at step %d without saving it; %s", trainer.step,
-                    trainer.last_good())
+    except KeyboardInterrupt as err:  # Interrupted (a signal) or raised by other code
+        if isinstance(err, Interrupted) and trainer.saved_step == trainer.step:
+            log.warning("%s; continue with --resume", err)
+        else:
+            log.warning("interrupted at step %d without saving it; %s", trainer.step,
+                        trainer.last_good())
         raise
     paths = task.write_outputs(out)
     write_json(out / "metrics.json", {**read_json(out / "metrics.json"), **result})

@@ -348,3 +348,56 @@ def test_kill_9_during_the_first_cpp_build(tmp_path):
     _, stderr = second.communicate(timeout=HANG)
     assert second.returncode == 0, stderr
     assert "removing" in stderr
+
+
+# -- a second Ctrl-C (in process: the signals are sent from inside the step or the save) -----
+def small_image_task():
+    from fieldfit.scenes import ImageTarget
+
+    from fieldfit.tasks import ImageTask, ImageTaskConfig
+
+    return ImageTask(ImageTarget(procedural_image(32, 32)),
+                     ImageTaskConfig(log2_table=10, batch_size=256, backend="torch"))
+
+
+def test_second_ctrl_c_during_the_save_waits_for_it(tmp_path, monkeypatch, caplog):
+    from fieldfit.interrupts import Interrupted
+    from fieldfit.run import run_task
+    from fieldfit.trainer import Trainer, TrainerConfig
+
+    task = small_image_task()
+    original_step, original_write = task.train_step, Trainer._write
+    monkeypatch.setattr(task, "train_step", lambda step, g: (
+        step == 7 and os.kill(os.getpid(), signal.SIGINT)) or original_step(step, g))
+
+    def write_with_ctrl_c(self, step, data):
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, while saving
+        original_write(self, step, data)
+
+    monkeypatch.setattr(Trainer, "_write", write_with_ctrl_c)
+    with pytest.raises(Interrupted):
+        run_task(task, TrainerConfig(steps=50, checkpoint_every=0), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path).meta["step"] == 8  # the save it announced happened
+    assert "stopped at step 8; checkpoint saved" in caplog.text
+
+
+def test_second_ctrl_c_before_the_step_ends_says_nothing_was_saved(tmp_path, monkeypatch,
+                                                                  caplog):
+    from fieldfit.run import run_task
+    from fieldfit.trainer import TrainerConfig
+
+    task = small_image_task()
+    original = task.train_step
+
+    def two_ctrl_c_at_7(step, generator):
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(step, generator)
+
+    monkeypatch.setattr(task, "train_step", two_ctrl_c_at_7)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task, TrainerConfig(steps=50, checkpoint_every=5), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path).meta["step"] == 5  # the last periodic one, as reported
+    assert "without saving" in caplog.text
+    assert f"last good checkpoint: {tmp_path / CHECKPOINT_NAME} (step 5)" in caplog.text
