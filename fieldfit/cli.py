@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         command.run()
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: 128 + the signal's number
+        return 128 + getattr(stop, "signum", 2)
     except (ValueError, OSError) as err:  # UserError, SceneError, ConfigError, I/O failures
         if getattr(command, "debug", False):
             raise

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import fcntl
+import hashlib
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import tyro
+
 from .checkpoint import CHECKPOINT_NAME
 from .errors import UserError
-from .io import prepare_out_dir, write_json
+from .interrupts import Interrupted
+from .io import prepare_out_dir, read_jsonl, remove_orphans, rewrite_jsonl, write_json
 from .plots import plot_training_curve
 from .tasks.base import Task
 from .trainer import Hook, Trainer, TrainerConfig
 
 log = logging.getLogger("fieldfit")
+
+LOCK_NAME = ".fieldfit.lock"
 
 
 @dataclass
@@ -28,46 +36,130 @@ class RunOptions:
     """continue the run in --out from its checkpoint"""
     overwrite: bool = False
     """replace a run already in --out"""
+    inputs: tyro.conf.Suppress[tuple[Path, ...]] = ()
+    """the input files or folders (their content digest is checked on --resume)"""
 
     def fit(self, task: Task, trainer_config: TrainerConfig, hooks: Sequence[Hook] = ()) -> dict:
         """:func:`run_task` into ``out``."""
         return run_task(task, trainer_config, self.out, resume=self.resume,
-                        overwrite=self.overwrite, hooks=hooks)
+                        overwrite=self.overwrite, inputs=self.inputs, hooks=hooks)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder ``out``; UserError if another process holds it.
+
+    The lock is a ``flock`` on ``out/.fieldfit.lock``: the kernel releases it when its holder
+    exits, however it dies, so a lock left by a killed run never blocks the next one.
+    """
+    path = Path(out) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"--out {out}: another fieldfit run (pid {holder}) is writing into "
+                            "this folder; wait for it or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def input_digests(paths: tuple[Path, ...]) -> dict[str, str]:
+    """SHA-256 of each input file (of every file, by relative path, in a folder)."""
+    digests = {}
+    for path in map(Path, paths):
+        digest = hashlib.sha256()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"{file.relative_to(path) if path.is_dir() else ''}|".encode())
+            with open(file, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        digests[str(path.resolve())] = digest.hexdigest()
+    return digests
+
+
+def _check_same_inputs(out: Path, inputs: dict[str, str]) -> None:
+    """UserError if ``out/config.json`` records inputs whose content differs from ``inputs``."""
+    path = out / "config.json"
+    saved = read_json(path).get("inputs") if path.exists() else None
+    if not saved or not inputs:
+        return
+    if sorted(saved.values()) != sorted(inputs.values()):
+        raise UserError(f"--resume: the input {', '.join(inputs)} differs from the one this "
+                        f"run was started with ({', '.join(saved)}, see {path}); use the same "
+                        "input or a new --out")
 
 
 def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool = False,
-             overwrite: bool = False, progress: bool = True, hooks: Sequence[Hook] = ()) -> dict:
+             overwrite: bool = False, progress: bool = True,
+             inputs: tuple[Path, ...] = (), hooks: Sequence[Hook] = ()) -> dict:
     """Fit ``task`` into ``out``; returns the final metrics (also in ``out/metrics.json``).
 
     A folder that already holds a run is continued with ``resume`` or replaced with
-    ``overwrite``; otherwise it is left untouched and the call fails.
+    ``overwrite``; otherwise it is left untouched and the call fails. One run at a time may
+    use a folder (:func:`run_lock`).
     """
     out = prepare_out_dir(out)
+    with run_lock(out):
+        return _run_locked(task, trainer_config, out, resume, overwrite, progress, inputs,
+                           hooks)
+
+
+def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool,
+                overwrite: bool, progress: bool, inputs: tuple[Path, ...],
+                hooks: Sequence[Hook]) -> dict:
+    remove_orphans(out)
     existing = out / CHECKPOINT_NAME
     if existing.exists() and not (resume or overwrite):
         raise UserError(f"--out {out}: already holds a run ({CHECKPOINT_NAME}); pass --resume "
                         "to continue it or --overwrite to replace it")
     if resume and not existing.exists():
         raise UserError(f"--resume: {existing} does not exist")
+    digests = input_digests(inputs)
     trainer = Trainer(task, trainer_config, out, progress=progress, hooks=hooks)
+    metrics_log = out / "metrics.jsonl"
     if resume:
+        _check_same_inputs(out, digests)
         trainer.resume(existing)
+        # drop a torn last line and the records logged after the checkpoint
+        rewrite_jsonl(metrics_log, read_jsonl(metrics_log, max_step=trainer.step))
     else:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-    write_json(out / "config.json", trainer.meta() | {"step": None, "elapsed": None})
+        metrics_log.unlink(missing_ok=True)
+        existing.unlink(missing_ok=True)  # --overwrite: no stale "last good" checkpoint
+    write_json(out / "config.json",
+               trainer.meta() | {"step": None, "elapsed": None, "inputs": digests})
     try:
         result = trainer.fit()
-    except KeyboardInterrupt:
-        log.warning("interrupted at step %d; checkpoint saved in %s; continue with --resume",
-                    trainer.step, existing)
+    except KeyboardInterrupt as err:  # Interrupted (a signal) or raised by other code
+        if isinstance(err, Interrupted) and trainer.saved_step == trainer.step:
+            log.warning("%s; continue with --resume", err)
+        else:
+            log.warning("interrupted at step %d without saving it; %s", trainer.step,
+                        trainer.last_good())
         raise
     paths = task.write_outputs(out)
-    write_json(out / "metrics.json", {**_read_json(out / "metrics.json"), **result})
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    plot_training_curve(history, out / "training_curve.png", title=f"{task.name}: {out.name}")
+    write_json(out / "metrics.json", {**read_json(out / "metrics.json"), **result})
+    plot_training_curve(read_jsonl(metrics_log), out / "training_curve.png",
+                        title=f"{task.name}: {out.name}")
     log.info("outputs: %s", ", ".join(str(p) for p in [*paths, out / "training_curve.png"]))
     return result
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` ({} if absent); UserError naming it if it is not one."""
+    import json
+
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a JSON object")
+    return data

@@ -18,13 +18,16 @@ from fieldfit.fields import to_dict
 from .checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    check_matches,
+    checkpoint_bytes,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    save_checkpoint,
 )
 from .device import Precision, autocast, check_precision, resolve_device, stream_seed
 from .errors import UserError
+from .interrupts import Interrupted, StopSignals
+from .io import append_jsonl, write_bytes
 from .metrics import psnr_from_mse
 from .schedule import lr_factor
 from .tasks.base import Task
@@ -80,6 +83,8 @@ class TrainerConfig:
         for name in ("lr_encoding", "lr_decoder"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be > 0")
+        if not 0 <= self.final_lr_factor < math.inf:
+            raise UserError(f"--final-lr-factor {self.final_lr_factor}: must be >= 0 and finite")
         for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
@@ -132,6 +137,10 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
+        self.saved_step: int | None = None
+        """step of the checkpoint on disk that this run wrote or resumed from"""
+        self._pending: tuple[int, bytes] | None = None
+        """a periodic checkpoint, written once the next step's loss shows its state is good"""
 
     # -- checkpoints -------------------------------------------------------------------
     @property
@@ -147,12 +156,11 @@ class Trainer:
             "elapsed": self.elapsed,
         }
 
-    def save(self) -> None:
+    def to_checkpoint(self) -> Checkpoint:
         tensors, groups = optimizer_to_tensors(self.optimizer)
         meta = {**self.meta(), "optimizer_groups": groups}
-        ckpt = Checkpoint(meta=meta, model=self.task.model.state_dict(), optimizer=tensors,
+        return Checkpoint(meta=meta, model=self.task.model.state_dict(), optimizer=tensors,
                           rng=self.generator.get_state())
-        save_checkpoint(self.checkpoint_path, ckpt)
 
     def resume(self, path: Path | None = None) -> None:
         """Restore model, optimiser, RNG, step and elapsed time from a checkpoint."""
@@ -164,6 +172,7 @@ class Trainer:
         if ckpt.meta.get("task_config") != json.loads(json.dumps(self.task.config_dict())):
             raise UserError(f"{path}: checkpoint was made with a different task/field config; "
                             "use the same options or a new --out")
+        check_matches(ckpt, path, self.task.model, self.optimizer, self.generator)
         try:
             self.task.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(
@@ -175,7 +184,65 @@ class Trainer:
             self.generator.set_state(ckpt.rng)
         self.step = int(ckpt.meta["step"])
         self.elapsed = float(ckpt.meta["elapsed"])
+        self.saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
+
+    # -- safe checkpoints: never a non-finite state, never a false "last good" -----------
+    def last_good(self) -> str:
+        """Where the last good checkpoint is, for error messages."""
+        if self.saved_step is None:
+            return "no checkpoint was written"
+        return f"last good checkpoint: {self.checkpoint_path} (step {self.saved_step})"
+
+    def _non_finite(self) -> str | None:
+        """Name of the first model or optimiser tensor holding NaN/inf, else None."""
+        named = list(self.task.model.state_dict().items())
+        named += [(f"optimizer state {i}/{k}", v) for i, s in
+                  enumerate(self.optimizer.state.values()) for k, v in s.items()]
+        for name, value in named:
+            if torch.is_tensor(value) and value.is_floating_point() \
+                    and not torch.isfinite(value).all():
+                return name
+        return None
+
+    def _snapshot(self) -> tuple[int, bytes]:
+        """The current state as checkpoint bytes; UserError if it is not finite."""
+        bad = self._non_finite()
+        if bad is not None:
+            raise UserError(f"training diverged by step {self.step} ({bad} is not finite); "
+                            f"{self.last_good()} (try a lower lr)")
+        return self.step, checkpoint_bytes(self.to_checkpoint())
+
+    def _write(self, step: int, data: bytes) -> None:
+        """Write a snapshot; UserError naming the last good checkpoint (which is kept) if the
+        write fails, e.g. on a full disk."""
+        try:
+            write_bytes(self.checkpoint_path, data, sync=True)
+        except UserError as err:
+            raise UserError(f"{err}; {self.last_good()}") from None
+        self.saved_step = step
+
+    def checkpoint(self) -> None:
+        """Write the current state if it is finite (see :meth:`_snapshot`, :meth:`_write`)."""
+        self._pending = None
+        self._write(*self._snapshot())
+
+    def _check_final_loss(self) -> None:
+        """UserError unless the final state gives a finite training loss (on a copy of the
+        generator): a last step can blow a field up to NaN outputs with finite weights."""
+        probe = torch.Generator().set_state(self.generator.get_state())
+        buffers = {name: b.clone() for name, b in self.task.model.named_buffers()}
+        loss = self.task.train_step(self.step, probe)["loss"].detach()
+        self.task.model.load_state_dict(buffers, strict=False)  # e.g. NeRF's adaptive ray count
+        if not torch.isfinite(loss):
+            raise UserError(f"training diverged at step {self.step}: the final field gives "
+                            f"loss {loss.item()}; {self.last_good()} (try a lower lr)")
+
+    def _check_result(self, result: dict) -> None:
+        bad = {k: v for k, v in result.items() if isinstance(v, float) and math.isnan(v)}
+        if bad:
+            raise UserError(f"evaluation at step {self.step} gave {bad}: the field outputs "
+                            f"NaN; {self.last_good()}")
 
     # -- loop --------------------------------------------------------------------------
     def _progress(self) -> float:
@@ -216,14 +283,18 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            append_jsonl(self.out_dir / "metrics.jsonl", record)
+        except OSError as err:
+            raise UserError(f"{self.out_dir / 'metrics.jsonl'}: could not write "
+                            f"({err.strerror or err}); {self.last_good()}") from None
 
     def fit(self) -> dict[str, float]:
         """Train until the step or time budget is spent; returns the final evaluation.
 
-        Ctrl-C writes a checkpoint and re-raises KeyboardInterrupt, so ``--resume`` continues.
-        Non-finite losses stop the run with an error instead of training on garbage.
+        Ctrl-C or SIGTERM stops after the step in progress, writes a checkpoint and raises
+        :class:`Interrupted`, so ``--resume`` continues bit for bit. A non-finite loss or state
+        stops the run with an error instead of training on (or saving) garbage.
         """
         from tqdm import tqdm
 
@@ -231,8 +302,8 @@ class Trainer:
         bar = tqdm(total=c.total_steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True, mininterval=1.0)
         self.task.model.train()
-        try:
-            while not self._done():
+        with StopSignals() as stop:
+            while not self._done() and stop.signum is None:
                 t0 = time.perf_counter()
                 factor = self._set_lr()
                 self.task.before_step(self.step)
@@ -242,8 +313,12 @@ class Trainer:
                     terms = self.task.train_step(self.step, self.generator)
                 values = host_values(terms)
                 if not math.isfinite(values["loss"]):
-                    raise UserError(f"loss became {values['loss']} at step {self.step}; last "
-                                    f"good checkpoint: {self.checkpoint_path} (try a lower lr)")
+                    bar.close()
+                    raise UserError(f"loss became {values['loss']} at step {self.step}; "
+                                    f"{self.last_good()} (try a lower lr)")
+                if self._pending is not None:  # its state has just given a finite loss
+                    self._write(*self._pending)
+                    self._pending = None
                 self._optimise(terms["loss"])
                 self.step += 1
                 self.elapsed += time.perf_counter() - t0
@@ -264,14 +339,18 @@ class Trainer:
                                "eval": self.task.evaluate()})
                     self.task.model.train()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
+                    self._pending = self._snapshot()
             bar.close()
-            self.save()
-            raise
-        bar.close()
-        self.save()
+            if stop.signum is not None:
+                stop.saving = True
+                self.checkpoint()
+                raise Interrupted(stop.signum, f"stopped at step {self.step}; checkpoint "
+                                  f"saved: {self.checkpoint_path}")
+        final = self._snapshot()
+        self._check_final_loss()
         result = self.task.evaluate()
+        self._check_result(result)
+        self._write(*final)
         self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
         log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)

@@ -1,6 +1,6 @@
 """Field library: encodings, decoders and fields mapping (n, d) points to outputs."""
 
-from .budget import count_parameters, fit_budget
+from .budget import check_budget, count_parameters, fit_budget
 from .cam import CAMConfig, CAMDecoder, direction_to_unit_square
 from .concat import ConcatConfig, ConcatEncoding
 from .configs import ConfigError, from_dict, register_config, to_dict
@@ -31,6 +31,6 @@ __all__ = [
     "sh_encode", "trunc_exp",
     "CAMConfig", "CAMDecoder", "ConcatConfig", "ConcatEncoding", "DenseGridConfig",
     "FourierFeatureConfig", "FourierFeatures", "RBFConfig", "RBFEncoding", "TriPlane",
-    "TriPlaneConfig", "count_parameters", "direction_to_unit_square", "fit_budget",
+    "TriPlaneConfig", "check_budget", "count_parameters", "direction_to_unit_square", "fit_budget",
     "image_weights", "sdf_weights", "weighted_kmeans",
 ]

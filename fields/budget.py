@@ -55,3 +55,12 @@ def fit_budget(
             break
     assert best is not None, "fit_budget: no options"
     return best[1]
+
+
+def check_budget(requested: int | None, built: int, option: str,
+                 tolerance: float = 0.1) -> None:
+    """ValueError naming ``option`` when a budget-sized field is more than ``tolerance``
+    (relative) away from the ``requested`` count: the budget is out of the preset's range."""
+    if requested is not None and abs(built - requested) > tolerance * requested:
+        raise ValueError(f"{option} {requested}: out of this field preset's range; the "
+                         f"nearest size it takes is {built} parameters")

@@ -25,6 +25,8 @@ BOX = 1.0
 NOISE_SIGMAS = (0.003, 0.01, 0.1)
 """std-devs (box units) of the Gaussian perturbations of surface samples (tri-plane recipe)"""
 SAMPLE_MIX = (100, 200, 150, 50, 100)
+MAX_COORDINATE = 1e30
+"""largest accepted |vertex coordinate|: volumes (extent^3) must stay finite in float64"""
 """relative counts: surface, one per NOISE_SIGMAS, uniform in the box (tri-plane: x 1000)"""
 
 
@@ -172,6 +174,9 @@ def _read(path: Path):
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     if not np.isfinite(vertices).all():
         raise SceneError(f"{path}: mesh has non-finite (NaN/inf) vertex coordinates")
+    if np.abs(vertices).max() > MAX_COORDINATE:
+        raise SceneError(f"{path}: vertex coordinates up to {np.abs(vertices).max():.3g}; "
+                         f"fieldfit takes meshes within +-{MAX_COORDINATE:g}")
     if np.asarray(faces).max() >= len(vertices) or np.asarray(faces).min() < 0:
         raise SceneError(f"{path}: faces index vertices that do not exist")
     return mesh

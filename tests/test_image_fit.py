@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 from fieldfit.scenes import ImageTarget, procedural_image
@@ -52,15 +55,15 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, loss):
     original = part.train_step
 
     def interrupt_at_17(step, generator):
-        if step == 17:
-            raise KeyboardInterrupt
+        if step == 17:  # Ctrl-C after the step drew its batch: it completes, then stops
+            os.kill(os.getpid(), signal.SIGINT)
         return original(step, generator)
 
     monkeypatch.setattr(part, "train_step", interrupt_at_17)
     (tmp_path / "part").mkdir()
     with pytest.raises(KeyboardInterrupt):
         Trainer(part, cfg, tmp_path / "part", progress=False).fit()
-    assert load_checkpoint(tmp_path / "part").meta["step"] == 17
+    assert load_checkpoint(tmp_path / "part").meta["step"] == 18
 
     torch.manual_seed(123)  # a different init, fully replaced by the checkpoint
     resumed = small_task(loss=loss)

@@ -347,7 +347,7 @@ def interp_grid(grid, c):
             + (1 - fu) * fv * grid[:, j0 + 1, i0] + fu * fv * grid[:, j0 + 1, i0 + 1])
 
 
-def cam_explicit(decoder, h, c, modulate=True):
+def cam_explicit(decoder, h, c, modulate=True, output=torch.sigmoid):
     """Per point: h <- act(gamma(c) * (z - mean) / sqrt(var + eps) + beta(c)), z = W h + b."""
     linears = [m for m in decoder.mlp.net if isinstance(m, torch.nn.Linear)]
     rows = []
@@ -360,7 +360,7 @@ def cam_explicit(decoder, h, c, modulate=True):
                 z = interp_grid(decoder.gamma[i], c[p].tolist()) * z \
                     + interp_grid(decoder.beta[i], c[p].tolist())
             f = torch.relu(z)
-        rows.append(torch.sigmoid(linears[-1].weight @ f + linears[-1].bias))
+        rows.append(output(linears[-1].weight @ f + linears[-1].bias))
     return torch.stack(rows)
 
 
@@ -410,8 +410,16 @@ def test_cam_direction_coordinate_and_lr_groups():
                                                  [0.5, 0.0]]), atol=1e-6, rtol=0)
     cfg = CAMConfig(mlp=MLPConfig(width=8, n_hidden=2), grid_shape=(10, 3),
                     coordinate="direction")
-    field = FieldConfig(FrequencyConfig(n_frequencies=2), cfg).build(3, 4)
-    assert field(torch.rand(5, 3), F.normalize(torch.randn(5, 3), dim=-1)).shape == (5, 4)
+    field = FieldConfig(FrequencyConfig(n_frequencies=2), cfg).build(3, 4).double()
+    with torch.no_grad():
+        field.decoder.gamma.normal_()
+        field.decoder.beta.normal_()
+    x = torch.rand(5, 3, dtype=torch.float64)
+    d = F.normalize(torch.randn(5, 3, dtype=torch.float64), dim=-1)
+    # the frequency encoding of the point, modulated at the direction's unit-square coordinate
+    want = cam_explicit(field.decoder, field.encoding(field.normalize(x)),
+                        direction_to_unit_square(d), output=lambda z: z)
+    torch.testing.assert_close(field(x, d), want)
     groups = {g.name: g for g in field.param_groups()}
     assert groups["modulation"].lr_mult == 10.0 and groups["modulation"].lr_key == "decoder"
     assert sum(p.numel() for p in groups["modulation"].params) == 2 * 2 * 10 * 3

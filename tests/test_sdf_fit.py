@@ -38,12 +38,17 @@ def fit(mesh, tmp_path, field: str, steps: int, batch: int, lr: float = 1e-3,
     return Trainer(task, trainer, tmp_path, progress=False).fit()
 
 
+# IoU after these 100 steps at 100 k parameters, less about 0.05 (measured: cam 0.907, dense
+# 0.897, frequency 0.681, grid 0.922, mlp 0.971, rbf 0.729, triplane 0.952, triplane-recipe
+# 0.882). All-inside scores 0.38 and the untrained presets 0 to 0.38.
+SPHERE_FLOORS = {"cam": 0.85, "dense": 0.85, "frequency": 0.63, "grid": 0.87, "mlp": 0.92,
+                 "rbf": 0.68, "triplane": 0.9, "triplane-recipe": 0.83}
+
+
 @pytest.mark.parametrize("field", field_names())
 def test_every_preset_fits_a_sphere(sphere, tmp_path, field):
-    # all-inside scores IoU 0.38 here and all-outside 0; at 100 k parameters the presets
-    # reach 0.68 (frequency) to 0.97 (mlp) in these 100 steps
     result = fit(sphere, tmp_path, field, steps=100, batch=1024, budget=100_000)
-    assert result["iou"] > 0.6, result
+    assert result["iou"] > SPHERE_FLOORS[field], result
 
 
 @pytest.mark.slow
@@ -55,12 +60,12 @@ def test_every_preset_fits_a_torus_closely(tmp_path, field):
     assert result["iou"] > 0.95 and result["nae_deg"] < 15, result
 
 
-@pytest.mark.parametrize("options", [
-    dict(eikonal_weight=0.02, normal_weight=0.02),
-    dict(eikonal_weight=0.02, gradient="finite_difference", fd_step=5e-3),
-    dict(loss="bce"),
+@pytest.mark.parametrize(("options", "floor"), [  # measured IoU 0.920, 0.748, 0.808
+    (dict(eikonal_weight=0.02, normal_weight=0.02), 0.87),
+    (dict(eikonal_weight=0.02, gradient="finite_difference", fd_step=5e-3), 0.7),
+    (dict(loss="bce"), 0.76),
 ])
-def test_gradient_terms_and_losses_train(sphere, tmp_path, options):
+def test_gradient_terms_and_losses_train(sphere, tmp_path, options, floor):
     """The eikonal and normal terms (autograd or finite differences) and the bce loss fit."""
     config = SdfTaskConfig(field="grid", n_samples=4096, batch_size=512, **{**SMALL, **options})
     terms = SdfTask(sphere, config).train_step(0, torch.Generator().manual_seed(0))
@@ -68,7 +73,7 @@ def test_gradient_terms_and_losses_train(sphere, tmp_path, options):
         assert (name in terms) == (options.get(f"{name}_weight", 0) > 0)
         assert name not in terms or torch.isfinite(terms[name])
     result = fit(sphere, tmp_path, "grid", steps=60, batch=1024, lr=1e-2, **options)
-    assert result["iou"] > 0.6, result  # all-inside: 0.38
+    assert result["iou"] > floor, result  # all-inside: 0.38, untrained grid: 0.38
 
 
 def test_eikonal_with_bce_rejected():
@@ -98,7 +103,8 @@ def test_cli_fits_and_extracts_in_the_input_frame(tmp_path, mesh_file, capsys):
                  "training_curve.png"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["iou"] <= 1 and metrics["resolution"] == 32
+    # 60 steps reach IoU 0.485 on this torus; the untrained field scores 0.114
+    assert metrics["iou"] > 0.4 and metrics["resolution"] == 32
     fitted = trimesh.load(out / "mesh.ply")
     truth = trimesh.load(mesh_file)
     # the extracted surface lies in the input's frame (the box is 50 units away): most of it

@@ -8,7 +8,9 @@ from typing import Literal
 
 from fieldfit.renderers import OccupancyConfig
 from fieldfit.scenes import ImageTarget, SceneOptions, procedural_image, write_procedural_scene
+from fieldfit.scenes.images import MIN_SIDE
 
+from ..errors import UserError
 from ..io import prepare_out_dir, write_image
 from ..run import run_task
 from ..tasks import ImageTask, ImageTaskConfig, NerfTaskConfig
@@ -41,6 +43,10 @@ class DemoCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        if self.seconds is not None and not self.seconds > 0:
+            raise UserError(f"--seconds {self.seconds}: must be > 0")
+        if self.size < MIN_SIDE:
+            raise UserError(f"--size {self.size}: must be >= {MIN_SIDE} (the SSIM window)")
         out = prepare_out_dir(self.out)
         if self.target == "image":
             return self._image(out)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import check_budget, field_names
 from fieldfit.scenes import ALPHA_MODES, ImageTarget, load_image
+from fieldfit.scenes.images import MIN_SIDE
 
 from ..errors import UserError
 from ..run import RunOptions
@@ -25,7 +26,12 @@ def build_image_task(target: ImageTarget, config: ImageTaskConfig, train: Traine
     CLI flag."""
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
-    return build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
+    task = build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
+    try:
+        check_budget(config.params, task.model.n_parameters(trainable_only=False), "--params")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return task
 
 
 @dataclass
@@ -45,9 +51,10 @@ class ImageCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        self.output.inputs = (self.path,)
         if self.alpha not in ALPHA_MODES:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
-        target = ImageTarget(load_image(self.path, alpha=self.alpha))
+        target = ImageTarget(load_image(self.path, alpha=self.alpha, min_side=MIN_SIDE))
         source = ImageTask.source_of(self.path, self.alpha, target)
         task = build_image_task(target, self.task, self.train, source)
         result = self.output.fit(task, self.train)

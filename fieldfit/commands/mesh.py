@@ -39,6 +39,8 @@ class MeshCommand:
     """show tracebacks"""
 
     def run(self) -> Path:
+        if self.chunk < 1:
+            raise UserError(f"--chunk {self.chunk}: must be >= 1")
         try:
             check_resolution(self.resolution)
         except MeshResolutionError as err:

@@ -56,6 +56,7 @@ class NerfCommand:
     """show tracebacks"""
 
     def run(self) -> dict:
+        self.output.inputs = (self.data,)
         task = build_nerf_task(self.data, self.scene, self.task, self.train)
         with self.viewer.live(task, self.output.out) as hooks:
             result = self.output.fit(task, self.train, hooks=hooks)

@@ -44,6 +44,8 @@ class ImageTaskConfig(S3IMOptions):
             raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.params is not None and self.params < 1:
             raise ValueError(f"--params {self.params}: must be >= 1")
+        if self.eval_chunk < 1:
+            raise ValueError(f"--eval-chunk {self.eval_chunk}: must be >= 1")
 
 
 class ImageTask(Task):

@@ -44,6 +44,7 @@ from fieldfit.renderers import (
     orbit_path,
     spiral_path,
 )
+from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
 from ..io import write_image, write_json
@@ -52,6 +53,9 @@ from ..metrics import psnr, ssim
 from .base import Task
 
 log = logging.getLogger("fieldfit")
+
+MAX_RENDER_STEPS = 2**16
+"""finest march: 65536 samples along the box diagonal (128x the default)"""
 
 
 @dataclass
@@ -117,6 +121,16 @@ class NerfTaskConfig(S3IMOptions):
             raise ValueError("--samples-per-step and --max-rays must be >= 64")
         if self.render_steps < 8:
             raise ValueError(f"--render-steps {self.render_steps}: must be >= 8")
+        if self.render_steps > MAX_RENDER_STEPS:
+            raise ValueError(f"--render-steps {self.render_steps}: must be <= "
+                             f"{MAX_RENDER_STEPS}")
+        if self.max_res < 0:
+            raise ValueError(f"--max-res {self.max_res}: must be >= 0")
+        if self.geometry == "sdf" and self.mesh_resolution:
+            try:  # refused now rather than after training
+                check_resolution(self.mesh_resolution)
+            except MeshResolutionError as err:
+                raise ValueError(f"--mesh-{err}") from None
         if self.kernel_placement_step < 0:
             raise ValueError(f"--kernel-placement-step {self.kernel_placement_step}: must be "
                              ">= 0")

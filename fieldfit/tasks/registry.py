@@ -10,7 +10,7 @@ import torch
 
 from fieldfit.fields import FieldConfig, from_dict
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, check_matches
 from ..device import seeded
 from ..errors import UserError
 from .base import Task
@@ -66,6 +66,7 @@ def task_from_checkpoint(ckpt: Checkpoint, path: Path,
         task = cls(None, config, device=device, source=saved["data"], field_config=field_config)
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: checkpoint config not understood ({err})") from None
+    check_matches(ckpt, path, task.model)
     try:
         task.model.load_state_dict(ckpt.model)
     except RuntimeError as err:

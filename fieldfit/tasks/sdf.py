@@ -81,6 +81,10 @@ class SdfTaskConfig:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
         if self.resolution < 2:
             raise ValueError(f"--resolution {self.resolution}: must be >= 2")
+        if self.max_res < 2:
+            raise ValueError(f"--max-res {self.max_res}: must be >= 2")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"--budget {self.budget}: must be >= 1")
         if not 0.0 <= self.margin < BOX:
             raise ValueError(f"--margin {self.margin}: must be in [0, {BOX})")
         if self.eikonal_weight < 0 or self.normal_weight < 0:

@@ -20,14 +20,25 @@ gained). They give first derivatives in the table and the inputs; second derivat
 the reference (see ``fused.py``).
 
 The library is compiled with the system C++ compiler by ``torch.utils.cpp_extension`` into a
-per-user cache directory (``$XDG_CACHE_HOME/fieldfit``, default ``~/.cache/fieldfit``), once per
-Python/torch version and source change; later processes load it in well under a second.
+per-user cache directory (``$XDG_CACHE_HOME/fieldfit``, default ``~/.cache/fieldfit``), in a
+folder keyed by everything that changes the binary (source, flags, compiler, Python and torch
+builds and install paths), so two installs never rebuild each other's object; later processes
+load it in well under a second. Builders take turns under a ``flock`` (released by the kernel
+however a builder dies), so a ``lock`` file that torch's builder left behind when it was killed
+is known to be stale and is removed with a message instead of being waited on forever.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import logging
 import os
+import platform
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -40,12 +51,46 @@ SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
 CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 
+log = logging.getLogger("fieldfit")
+
+
+def build_key() -> str:
+    """Digest of everything that changes the compiled library."""
+    compiler = os.environ.get("CXX", "c++")
+    parts = [hashlib.sha256(SOURCE.read_bytes()).hexdigest(), *CFLAGS, "|", *LDFLAGS, compiler,
+             str(shutil.which(compiler)), sys.version, sys.executable, torch.__version__,
+             str(torch.version.git_version), str(Path(torch.__file__).parent),
+             platform.machine(), platform.system()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
 
 def build_directory() -> Path:
-    """Per-user cache folder for the compiled library."""
+    """Per-user cache folder for the compiled library, one per :func:`build_key`."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}"
+    tag = (f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}-"
+           f"{build_key()}")
     return root / "fieldfit" / "torch_extensions" / tag
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold the builders' lock on ``folder`` (saying so when waiting for another builder);
+    inside it, torch's own ``lock`` file can only be left over from a killed build."""
+    fd = os.open(folder / ".fieldfit-build.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process to finish building the C++ kernels in %s",
+                     folder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        stale = folder / "lock"
+        if stale.exists():
+            log.warning("removing %s, left by a C++ kernel build that was killed", stale)
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _level_args(layout) -> tuple[list[float], list[int], list[int], list[int]]:
@@ -78,10 +123,15 @@ def load_kernels() -> FusedKernels:
     folder = build_directory()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        cpp_extension.load(name=f"fieldfit_{SOURCE.stem}", sources=[str(SOURCE)],
-                           extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                           build_directory=str(folder),
-                           is_python_module=False, verbose=False)
+        with build_lock(folder):
+            if not any(folder.glob(f"fieldfit_{SOURCE.stem}*.so")):
+                log.info("building the C++ hash-grid kernels in %s (first use; about a "
+                         "minute)", folder)
+            cpp_extension.load(name=f"fieldfit_{SOURCE.stem}", sources=[str(SOURCE)],
+                               # copies: load() appends torch's libraries to the lists
+                               extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+                               build_directory=str(folder),
+                               is_python_module=False, verbose=False)
     except Exception as err:  # compiler, ninja or loader missing or failing: all mean "no cpp"
         lines = [line for line in str(err).splitlines() if line.strip()]
         reason = lines[0] if lines else type(err).__name__
