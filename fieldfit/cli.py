@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 
+from .commands.collection import CollectionCommand
 from .commands.demo import DemoCommand
 from .commands.eval import EvalCommand
 from .commands.image import ImageCommand
@@ -28,6 +29,7 @@ COMMANDS = {
     "render": RenderCommand,
     "eval": EvalCommand,
     "demo": DemoCommand,
+    "collection": CollectionCommand,
 }
 
 _BOX = re.compile(r"^[\s│╭╮╰╯─-]*|[\s│╭╮╰╯─-]*$")
