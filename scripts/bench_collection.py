@@ -100,10 +100,10 @@ def main() -> None:
     if not args.skip_paper:
         paper_root = out / "paper_shapes"
         paper_root.mkdir(exist_ok=True)
-        for name in ("box/train/box_0000.off", "torus/train/torus_0000.off"):
+        for name in ("torus/train/torus_0000.off",):
             shutil.copy(subset / name, paper_root / Path(name).name)
         results["paper_recipe"] = run_fit(paper_root, out / "ds_paper", "--recipe", "paper",
-                                          "--batch-shapes", "2")
+                                          "--batch-shapes", "1")
         save()
     print_table(results)
 

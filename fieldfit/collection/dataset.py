@@ -45,16 +45,16 @@ INDEX, RECIPE = "index.json", "recipe.json"
 
 
 def distributed_rank() -> tuple[int, int]:
-    """(rank, world_size); joins torchrun's process group (gloo on CPU, nccl on CUDA) when
-    WORLD_SIZE is set, otherwise (0, 1)."""
+    """(rank, world_size); joins torchrun's process group when WORLD_SIZE is set, otherwise
+    (0, 1). The group only synchronises ranks (barriers) and fitting runs on the CPU, so it is
+    gloo on every machine."""
     if "WORLD_SIZE" not in os.environ:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
         # ranks wait for the slowest at the final barrier: allow a long collection
-        dist.init_process_group(backend, timeout=timedelta(days=7))
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
     return dist.get_rank(), dist.get_world_size()
 
 
