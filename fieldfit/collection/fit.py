@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fieldfit.fields import FieldConfig, PresetContext, field_preset
 from fieldfit.fields.frequency import FrequencyConfig
 from fieldfit.fields.mlp import MLPConfig
 from fieldfit.fields.triplane import TriPlaneConfig
@@ -27,18 +28,21 @@ ALL = slice(None)
 """SDF/UDF labels are clipped to +-CLIP box units (the paper's 0.1)"""
 
 
+def _paper_field() -> FieldConfig:
+    """The tri-plane paper's per-shape field, shared with `fieldfit sdf --field triplane-recipe`."""
+    return field_preset("triplane-recipe", PresetContext("sdf", 3))
+
+
 @dataclass
 class FitRecipe:
     """How one shape's field is fitted; identical for every shape of a dataset."""
 
-    planes: TriPlaneConfig = field(default_factory=lambda: TriPlaneConfig(
-        resolution=32, n_features=16, padding="zeros"))
-    """per-shape tri-plane (one level, summed planes)"""
-    encoding: FrequencyConfig = field(default_factory=lambda: FrequencyConfig(10, base=2.0))
-    """positional encoding concatenated to the plane features (base 2 on [0, 1]: the paper's
-    frequencies 2^0..2^9 on [-1, 1])"""
-    decoder: MLPConfig = field(default_factory=lambda: MLPConfig(64, 3, "sine"))
-    """per-shape decoder (SIREN, sin(30 x))"""
+    planes: TriPlaneConfig = field(default_factory=lambda: _paper_field().encoding.parts[0])
+    """per-shape tri-plane (one level, summed planes; the 'triplane-recipe' field preset)"""
+    encoding: FrequencyConfig = field(default_factory=lambda: _paper_field().encoding.parts[1])
+    """positional encoding concatenated to the plane features (the preset's)"""
+    decoder: MLPConfig = field(default_factory=lambda: _paper_field().decoder)
+    """per-shape decoder (SIREN 3 x 64, sin(30 x); the preset's)"""
     target: str = "sdf"
     """sdf: BCE on (clip(sdf) + 0.1) / 0.2; udf: BCE on 1 - clip(udf) / 0.1; occupancy: BCE on
     inside (1) / outside (0)"""
