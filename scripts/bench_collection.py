@@ -3,9 +3,9 @@
 channel-token transformer on the tri-planes vs PointNet on point clouds of the same meshes.
 
 Every fit runs as its own `fieldfit collection fit` process (wall-clock time, start-up
-included). Prints one table and writes bench_out/collection.json.
+included). Prints one table and writes bench_out/collection/collection.json.
 
-    python scripts/bench_collection.py                 # 10 classes x 20 shapes, ~40 min on 2 cores
+    python scripts/bench_collection.py          # 10 classes x 20 shapes, ~1 h on 2 shared cores
     python scripts/bench_collection.py --per-class 4 --subset 1 --skip-paper --steps 20 --epochs 2
 """
 
