@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 
+from .commands.collection import CollectionCommand
 from .commands.demo import DemoCommand
 from .commands.eval import EvalCommand
 from .commands.image import ImageCommand
@@ -30,6 +31,7 @@ COMMANDS = {
     "eval": EvalCommand,
     "demo": DemoCommand,
     "view": ViewCommand,
+    "collection": CollectionCommand,
 }
 
 _BOX = re.compile(r"^[\s│╭╮╰╯─-]*|[\s│╭╮╰╯─-]*$")
