@@ -25,8 +25,9 @@ class SceneOptions:
     """Blender scenes: half-size of the box around the origin that holds the scene"""
     llff_factor: int = 8
     """LLFF scenes: read images_N for this N (1: images/)"""
-    llff_holdout: int = 8
-    """LLFF scenes: every N-th image is a test view"""
+    eval_holdout: int = 8
+    """LLFF scenes and captures (COLMAP models, transforms.json): every N-th image (sorted by
+    name, from the first) is a test view"""
     ndc: bool = True
     """LLFF scenes: march in normalised device coordinates (forward-facing captures)"""
 
@@ -37,8 +38,8 @@ class SceneOptions:
             raise SceneError(f"--bound {self.bound}: must be > 0")
         if self.llff_factor < 1:
             raise SceneError(f"--llff-factor {self.llff_factor}: must be >= 1")
-        if self.llff_holdout < 2:
-            raise SceneError(f"--llff-holdout {self.llff_holdout}: must be >= 2")
+        if self.eval_holdout < 2:
+            raise SceneError(f"--eval-holdout {self.eval_holdout}: must be >= 2")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class NerfScene:
     """rays are warped into normalised device coordinates"""
     source: Path
     kind: str
-    """blender, llff"""
+    """blender, llff, colmap, transforms"""
 
     def rays(self, split: str, camera_ids: torch.Tensor, cols: torch.Tensor,
              rows: torch.Tensor) -> Rays:
@@ -110,9 +111,12 @@ class NerfScene:
 
 
 def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> NerfScene:
-    """Read a Blender-format (``transforms_*.json``) or LLFF (``poses_bounds.npy``) folder."""
+    """Read a Blender-format (``transforms_*.json``), LLFF (``poses_bounds.npy``),
+    nerfstudio / instant-ngp (``transforms.json``) or COLMAP (``sparse/0``) folder."""
     from .blender import load_blender
+    from .colmap import find_colmap_model, load_colmap
     from .llff import load_llff
+    from .transforms_json import load_transforms_json
 
     options = options or SceneOptions()
     path = Path(path)
@@ -120,13 +124,19 @@ def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> Ne
         raise SceneError(f"{path}: no such folder")
     if not path.is_dir():
         raise SceneError(f"{path}: not a folder (give the scene folder holding "
-                         "transforms_train.json or poses_bounds.npy)")
+                         "transforms_train.json, poses_bounds.npy, transforms.json or sparse/)")
     if (path / "transforms_train.json").exists():
         return load_blender(path, options)
     if (path / "poses_bounds.npy").exists():
         return load_llff(path, options)
-    raise SceneError(f"{path}: neither transforms_train.json (Blender format) nor "
-                     "poses_bounds.npy (LLFF) found")
+    if (path / "transforms.json").exists():
+        return load_transforms_json(path / "transforms.json", options)
+    if find_colmap_model(path) is not None:
+        return load_colmap(path, options)
+    raise SceneError(f"{path}: none of transforms_train.json (Blender format), poses_bounds.npy "
+                     "(LLFF), transforms.json (nerfstudio / instant-ngp) or a COLMAP model "
+                     "(sparse/0/cameras.bin or .txt) found; for photos without poses run "
+                     "`fieldfit process`")
 
 
 def read_frame_image(image_path: Path, where: str) -> torch.Tensor:
