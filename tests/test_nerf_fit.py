@@ -77,8 +77,8 @@ def test_resume_continues_from_the_checkpoint(fitted, tmp_path):
 def test_cli_errors_for_checkpoints(tmp_path, capsys, fitted):
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
-    assert main(["render", str(fitted[2]), "--frames", "0"]) == 2
-    assert "--frames 0" in capsys.readouterr().err
+    assert main(["render", str(fitted[2]), "--fps", "0"]) == 2
+    assert "--fps 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("geometry", ["density", "sdf"])
