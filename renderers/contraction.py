@@ -23,3 +23,18 @@ def contracted_aabb() -> torch.Tensor:
     """(2, 3) the box [-2, 2]^3 that holds every contracted point."""
     r = CONTRACTED_RADIUS
     return torch.tensor([[-r, -r, -r], [r, r, r]])
+
+
+class ContractedPoints:
+    """A field's point functions called with world points: each point is contracted first
+    (the field's box is [-2, 2]^3). Wraps any object with ``density(x, d)`` and
+    ``forward(x, d)``."""
+
+    def __init__(self, field):
+        self.field = field
+
+    def density(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return self.field.density(contract(x), d)
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor):
+        return self.field.forward(contract(x), d)

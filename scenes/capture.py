@@ -9,7 +9,8 @@ normalised once (:func:`normalize_capture`), by the kind of capture:
   scene content lies at depth 1 / 0.75; rays are warped into NDC;
 - 360 degrees (the cameras surround what they look at): the mean camera up vector becomes +z,
   the point nearest to every optical axis becomes the origin and the farthest camera centre
-  lies at distance 1, so the scene sits in the box [-1, 1]^3 (times ``aabb_scale``).
+  lies at distance 1; by default space is contracted (``--scene-contraction``, mip-NeRF 360),
+  else the scene sits in the box [-1, 1]^3 (times ``aabb_scale``).
 
 Distorted images are undistorted once, when loaded, into pinhole images with the same
 intrinsics (each output pixel samples the input where the distortion model sends it, bilinear),
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fieldfit.renderers import Cameras
+from fieldfit.renderers.contraction import contracted_aabb
 
 from .images import SceneError, load_image
 from .llff import BOUND_FACTOR, normalize_llff_poses
@@ -224,8 +226,11 @@ def load_capture(frames: list[CaptureFrame], root: Path, options: SceneOptions, 
         reach = float(np.linalg.norm(c2w[:, :3, 3], axis=1).max()
                       + (bounds.max() if bounds is not None else 1.0))
         aabb = torch.tensor([[-reach] * 3, [reach] * 3])
-    else:
+    elif options.scene_contraction == "off":
         b = float(aabb_scale)
         aabb = torch.tensor([[-b] * 3, [b] * 3])
+    else:
+        aabb = contracted_aabb()
     background = torch.full((3,), 1.0 if options.background == "white" else 0.0)
-    return NerfScene(splits, aabb, background, ndc=ndc, source=root, kind=kind)
+    return NerfScene(splits, aabb, background, ndc=ndc, source=root, kind=kind,
+                     contracted=not forward and options.scene_contraction != "off")

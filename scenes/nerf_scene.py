@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from fieldfit.renderers import Cameras, Rays, pixel_rays, rays_to_ndc
+from fieldfit.renderers.contraction import contracted_aabb
 
 from .images import SceneError, load_image
 
@@ -30,6 +31,10 @@ class SceneOptions:
     name, from the first) is a test view"""
     ndc: bool = True
     """LLFF scenes: march in normalised device coordinates (forward-facing captures)"""
+    scene_contraction: Literal["auto", "on", "off"] = "auto"
+    """unbounded scenes: contract space outside the unit ball into a ball of radius 2
+    (mip-NeRF 360) with a multi-level occupancy grid; auto = on for 360-degree captures
+    (COLMAP models, transforms.json), off for Blender and forward-facing (NDC) scenes"""
 
     def __post_init__(self) -> None:
         if self.downscale < 1:
@@ -96,6 +101,9 @@ class NerfScene:
     source: Path
     kind: str
     """blender, llff, colmap, transforms"""
+    contracted: bool = False
+    """unbounded: the field lives in contracted space (``aabb`` is [-2, 2]^3 there) and world
+    space is marched through a multi-level occupancy grid over [-1, 1]^3 x 2^l"""
 
     def rays(self, split: str, camera_ids: torch.Tensor, cols: torch.Tensor,
              rows: torch.Tensor) -> Rays:
@@ -113,15 +121,25 @@ class NerfScene:
 def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> NerfScene:
     """Read a Blender-format (``transforms_*.json``), LLFF (``poses_bounds.npy``),
     nerfstudio / instant-ngp (``transforms.json``) or COLMAP (``sparse/0``) folder."""
+    options = options or SceneOptions()
+    path = Path(path)
+    if not path.exists():
+        raise SceneError(f"{path}: no such folder")
+    scene = _load_by_format(path, options)
+    if options.scene_contraction == "on" and not scene.contracted:
+        if scene.ndc:
+            raise SceneError(f"--scene-contraction on: {path} is a forward-facing scene "
+                             "marched in NDC; add --no-ndc to contract it instead")
+        scene.contracted, scene.aabb = True, contracted_aabb()
+    return scene
+
+
+def _load_by_format(path: Path, options: SceneOptions) -> NerfScene:
     from .blender import load_blender
     from .colmap import find_colmap_model, load_colmap
     from .llff import load_llff
     from .transforms_json import load_transforms_json
 
-    options = options or SceneOptions()
-    path = Path(path)
-    if not path.exists():
-        raise SceneError(f"{path}: no such folder")
     if not path.is_dir():
         raise SceneError(f"{path}: not a folder (give the scene folder holding "
                          "transforms_train.json, poses_bounds.npy, transforms.json or sparse/)")

@@ -45,7 +45,9 @@ from fieldfit.renderers import (
     render_rays,
     spiral_path,
 )
+from fieldfit.renderers.contraction import ContractedPoints
 from fieldfit.renderers.neus import Sharpness, render_sdf_rays, sdf_occupancy
+from fieldfit.renderers.occupancy import MultiLevelOccupancyGrid
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
 from ..checkpoint import Checkpoint
@@ -55,6 +57,8 @@ from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
 from .base import ParamGroup, Task
 from .sdf import Surface
+
+CONTRACTION_LEVELS = 4  # unbounded scenes: occupancy levels out to 8x the unit box
 
 
 @dataclass
@@ -138,9 +142,13 @@ class NerfModel(nn.Module):
 
 
 def build_nerf_model(config: NerfTaskConfig, field_config: FieldConfig,
-                     aabb: torch.Tensor) -> NerfModel:
+                     aabb: torch.Tensor, contracted: bool = False) -> NerfModel:
     """The untrained model of ``config`` over the (2, 3) box ``aabb``."""
     grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
+    # -- unbounded scenes: world space marched through levels over [-1, 1]^3 x 2^l ----------
+    if contracted:
+        grid = MultiLevelOccupancyGrid(torch.tensor([-1.0] * 3 + [1.0] * 3), config.occupancy,
+                                       CONTRACTION_LEVELS)
     rays = max(64, config.samples_per_step // 256)
     if config.geometry == "sdf":
         field = SdfRadianceField(field_config, aabb, config.radiance, config.sdf)
@@ -173,7 +181,9 @@ class NerfTask(Task):
                             backend=config.backend, out_dims=1 + config.radiance.geo_features,
                             view_dependent=not self.sdf_geometry)
         self.field_config = field_config or field_preset(config.field, ctx)
-        self.model = build_nerf_model(config, self.field_config, aabb)
+        self.model = build_nerf_model(config, self.field_config, aabb, scene.contracted)
+        if scene.contracted and self.sdf_geometry:  # -- unbounded scenes --
+            raise ValueError("--geometry sdf needs a bounded scene: add --scene-contraction off")
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
@@ -199,7 +209,7 @@ class NerfTask(Task):
         return dict(self.field_config.lr)
 
     def before_step(self, step: int) -> None:
-        field, step_size = self.model.field, self.step_size
+        field, step_size = self._point_field(), self.step_size
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
 
         def occupancy(x: torch.Tensor) -> torch.Tensor:
@@ -283,7 +293,7 @@ class NerfTask(Task):
         """Volume-render ``rays`` (differentiable when ``train``)."""
         if self.sdf_geometry:
             return self._render_sdf(rays, background, train, generator)[0]
-        field = self.model.field
+        field = self._point_field()
         return render_rays(rays, self.model.grid, self.march_options(train), field.density,
                            field.forward, background, generator, backend=self.config.renderer)
 
@@ -341,6 +351,10 @@ class NerfTask(Task):
         return write_video(path, frames)
 
     # -- helpers -----------------------------------------------------------------------
+    def _point_field(self):
+        """The field's point functions over world points (contracted for unbounded scenes)."""
+        return ContractedPoints(self.model.field) if self.scene.contracted else self.model.field
+
     def _train_background(self, n: int, generator: torch.Generator) -> torch.Tensor:
         mode = self.config.train_background
         if self.scene.splits["train"].alphas is None or mode == "scene":
