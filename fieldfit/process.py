@@ -88,18 +88,19 @@ def extract_video_frames(video: Path, out: Path, n_frames: int) -> list[Path]:
         raise UserError(f"{video}: {total} frames, fewer than --frames {n_frames}")
     width, height = meta["size"]
     window = total / n_frames
-    best: dict[int, tuple[float, np.ndarray]] = {}
+    best: dict[int, tuple[float, int, np.ndarray]] = {}
     for i, raw in enumerate(tqdm(reader, total=total, desc="reading video", unit="frame")):
         frame = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
         slot = min(int(i / window), n_frames - 1)
         score = sharpness(frame[::2, ::2])
         if slot not in best or score > best[slot][0]:
-            best[slot] = (score, frame.copy())
+            best[slot] = (score, i, frame.copy())
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for slot in sorted(best):
-        paths.append(out / f"frame_{slot:05d}.png")
-        write_image(paths[-1], best[slot][1])
+        _, index, frame = best[slot]
+        paths.append(out / f"frame_{index:05d}.png")  # named by the video frame it comes from
+        write_image(paths[-1], frame)
     return paths
 
 

@@ -192,3 +192,23 @@ def test_bad_process_inputs_exit_2_with_one_line(tmp_path, capsys, case):
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "data").exists()
     assert not list(tmp_path.glob(".data.partial-*"))
+
+
+def test_video_frames_are_the_sharpest_of_even_windows(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from scipy.ndimage import uniform_filter
+
+    from fieldfit.process import extract_video_frames
+
+    rng = np.random.default_rng(0)
+    sharp = (rng.random((8, 48, 64, 1)) > 0.5).repeat(3, -1).astype(np.float32)
+    frames = []
+    for i in range(8):  # 8 windows of 3 frames; the sharp one sits at a different place
+        for j in range(3):
+            blurred = uniform_filter(sharp[i], size=(7, 7, 1))
+            frames.append(sharp[i] if j == i % 3 else blurred)
+    video = np.stack([(f * 255).astype(np.uint8) for f in frames])
+    iio.imwrite(tmp_path / "clip.mp4", video, extension=".mp4", plugin="FFMPEG", fps=24,
+                macro_block_size=1)
+    paths = extract_video_frames(tmp_path / "clip.mp4", tmp_path / "frames", 8)
+    assert [p.name for p in paths] == [f"frame_{3 * i + i % 3:05d}.png" for i in range(8)]
