@@ -11,7 +11,7 @@ import torch
 from fieldfit.renderers import OccupancyConfig, focal_from_fov, image_rays, look_at, make_cameras
 from fieldfit.scenes.procedural_scene import CAMERA_ANGLE_X, cast_rays
 
-STEPS = 300
+STEPS = 200
 BACKDROP_RADIUS = 5.0
 
 
@@ -67,7 +67,8 @@ def test_contraction_fits_distant_content_better(tmp_path):
         scene = load_nerf_scene(tmp_path / "scene", options)
         assert scene.contracted == (mode == "on")
         torch.manual_seed(0)
-        config = NerfTaskConfig(samples_per_step=8192, log2_table=14, video_frames=0,
+        config = NerfTaskConfig(samples_per_step=2**15, render_steps=128, log2_table=14,
+                                video_frames=0, eval_views=0,
                                 occupancy=OccupancyConfig(resolution=32))
         task = NerfTask(scene, config, options)
         result = run_task(task, TrainerConfig(steps=STEPS, checkpoint_every=0), tmp_path / mode,

@@ -146,8 +146,10 @@ def build_nerf_model(config: NerfTaskConfig, field_config: FieldConfig,
     """The untrained model of ``config`` over the (2, 3) box ``aabb``."""
     grid = OccupancyGrid(aabb.reshape(6), config.occupancy)
     # -- unbounded scenes: world space marched through levels over [-1, 1]^3 x 2^l ----------
-    if contracted:
-        grid = MultiLevelOccupancyGrid(torch.tensor([-1.0] * 3 + [1.0] * 3), config.occupancy,
+    if contracted:  # each level half the cells per side: an update costs half of one grid's
+        occupancy = dataclasses.replace(config.occupancy,
+                                        resolution=max(1, config.occupancy.resolution // 2))
+        grid = MultiLevelOccupancyGrid(torch.tensor([-1.0] * 3 + [1.0] * 3), occupancy,
                                        CONTRACTION_LEVELS)
     rays = max(64, config.samples_per_step // 256)
     if config.geometry == "sdf":
