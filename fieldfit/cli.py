@@ -18,6 +18,7 @@ from .commands.eval import EvalCommand
 from .commands.image import ImageCommand
 from .commands.mesh import MeshCommand
 from .commands.nerf import NerfCommand
+from .commands.process import ProcessCommand
 from .commands.render import RenderCommand
 from .commands.sdf import SdfCommand
 from .commands.view import ViewCommand
@@ -27,6 +28,7 @@ COMMANDS = {
     "sdf": SdfCommand,
     "mesh": MeshCommand,
     "nerf": NerfCommand,
+    "process": ProcessCommand,
     "render": RenderCommand,
     "eval": EvalCommand,
     "demo": DemoCommand,

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .marching import DensityFn, cell_indices, sample_along_rays
+from .marching import (
+    DensityFn,
+    cell_indices,
+    filter_visible,
+    march_rays,
+    ray_aabb_intersect,
+    sample_along_rays,
+)
 from .nerfacc_backend import load_nerfacc, make_estimator, nerfacc_sample
 from .packed import RaySamples
 
@@ -64,6 +71,10 @@ class OccupancyGrid(nn.Module):
     def resolution(self) -> int:
         return self.config.resolution
 
+    def step_factor(self, cells: torch.Tensor) -> torch.Tensor | float:
+        """Render step in the flat ``cells`` (n,) relative to the base step (1 here)."""
+        return 1.0
+
     def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
         """(n, 3) a uniformly random world point inside each of the flat ``cells`` (n,)."""
         r = self.resolution
@@ -92,6 +103,7 @@ class OccupancyGrid(nn.Module):
         """One EMA update: ``occupancy_fn`` maps (n, 3) world points to (n,) occupancies."""
         cells = self._cells_to_update(step, generator)
         occ = occupancy_fn(self.cell_centers_jittered(cells, generator)).reshape(-1)
+        occ = occ * self.step_factor(cells)
         self.occs[cells] = torch.maximum(self.occs[cells] * self.config.ema_decay, occ)
         positive = self.occs[self.occs > 0]
         threshold = min(positive.mean().item(), self.config.threshold) if len(positive) else 0.0
@@ -147,3 +159,110 @@ class OccupancyGrid(nn.Module):
         c = self.config
         return (f"resolution={c.resolution}, threshold={c.threshold}, "
                 f"every={c.update_every}, warmup={c.warmup_steps}")
+
+
+class MultiLevelOccupancyGrid(OccupancyGrid):
+    """``levels`` grids of R^3 cells for unbounded scenes (nerfacc's ``OccGridEstimator``
+    layout: ``occs`` (levels * R^3,), ``binaries`` (levels, R, R, R)). Level l covers the base
+    box ``aabb`` scaled by 2^l about its centre and is marched with steps 2^l times the base
+    step, only where no finer level lies, so samples grow sparser with distance. Always the
+    PyTorch marcher (nerfacc's estimator would march with cone steps instead)."""
+
+    def __init__(self, aabb: torch.Tensor, config: OccupancyConfig | None = None,
+                 levels: int = 5):
+        super().__init__(aabb, config)
+        r = self.config.resolution
+        self.levels = levels
+        self.occs = torch.zeros(levels * r**3)
+        self.binaries = torch.ones(levels, r, r, r, dtype=torch.bool)
+
+    def level_aabb(self, level: int) -> torch.Tensor:
+        """(6,) the box of ``level``."""
+        centre, half = (self.aabb[:3] + self.aabb[3:]) / 2, (self.aabb[3:] - self.aabb[:3]) / 2
+        return torch.cat([centre - half * 2**level, centre + half * 2**level])
+
+    def step_factor(self, cells: torch.Tensor) -> torch.Tensor:
+        return 2.0 ** (cells // self.resolution**3).float()
+
+    def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
+        r3 = self.resolution**3
+        level, local = cells // r3, cells % r3
+        unit = (super().cell_centers_jittered(local, generator) - self.aabb[:3]) / (
+            self.aabb[3:] - self.aabb[:3])  # in [0, 1]^3 of the cell's level
+        centre, half = (self.aabb[:3] + self.aabb[3:]) / 2, (self.aabb[3:] - self.aabb[:3]) / 2
+        return centre + (2 * unit - 1) * half * (2.0 ** level.float())[:, None]
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: each point is in an occupied cell of the finest level holding it."""
+        result = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+        done = torch.zeros_like(result)
+        for level in range(self.levels):
+            box = self.level_aabb(level)
+            inside = ((points >= box[:3]) & (points <= box[3:])).all(dim=-1) & ~done
+            cells = cell_indices(points[inside], box, self.resolution)
+            result[inside] = self.binaries[level].reshape(-1)[cells]
+            done |= inside
+        return result
+
+    @torch.no_grad()
+    def sample(self, origins: torch.Tensor, directions: torch.Tensor, step_size: float,
+               near_planes: torch.Tensor, far_planes: torch.Tensor,
+               sigma_fn: DensityFn | None = None, alpha_fn: DensityFn | None = None,
+               early_stop_eps: float = 1e-4, alpha_thre: float = 0.0, skip_empty: bool = True,
+               backend: str = "auto") -> RaySamples:
+        """Packed samples of every level: the level's lattice of steps 2^l x ``step_size``
+        clipped to its box and cut around the finer level's box, so each ray's intervals tile
+        it without gaps or overlaps; (given a closure) then only the visible ones, as
+        :meth:`OccupancyGrid.sample`."""
+        parts = [self._level_samples(level, origins, directions, step_size * 2**level,
+                                     near_planes, far_planes, skip_empty)
+                 for level in range(self.levels)]
+        ray_indices = torch.cat([p.ray_indices for p in parts])
+        t_starts = torch.cat([p.t_starts for p in parts])
+        t_ends = torch.cat([p.t_ends for p in parts])
+        order = torch.argsort(t_starts, stable=True)
+        order = order[torch.argsort(ray_indices[order], stable=True)]
+        samples = RaySamples(ray_indices[order], t_starts[order], t_ends[order])
+        if sigma_fn is None and alpha_fn is None:
+            return samples
+        return filter_visible(samples, origins.shape[0], sigma_fn, alpha_fn, early_stop_eps,
+                              self.capped_alpha_thre(alpha_thre))
+
+    def _level_samples(self, level: int, origins: torch.Tensor, directions: torch.Tensor,
+                       step: float, near_planes: torch.Tensor, far_planes: torch.Tensor,
+                       skip_empty: bool) -> RaySamples:
+        box = self.level_aabb(level)
+        grown = box + torch.tensor([-step] * 3 + [step] * 3, device=box.device)
+        part = march_rays(origins, directions, grown, None, near_planes, far_planes, step)
+        t_in, t_out, hit = (x[part.ray_indices] for x in ray_aabb_intersect(origins, directions,
+                                                                             box))
+        part = _keep_positive(part.ray_indices, torch.maximum(part.t_starts, t_in),
+                              torch.minimum(part.t_ends, t_out), hit)
+        if level > 0:
+            part = _minus_box(part, origins, directions, self.level_aabb(level - 1))
+        if skip_empty:
+            cells = cell_indices(part.points(origins, directions), box, self.resolution)
+            part = part.select(self.binaries[level].reshape(-1)[cells])
+        return part
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, levels={self.levels}"
+
+
+def _keep_positive(ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
+                   keep: torch.Tensor) -> RaySamples:
+    keep = keep & (t_ends > t_starts)
+    return RaySamples(ray_indices[keep], t_starts[keep], t_ends[keep])
+
+
+def _minus_box(samples: RaySamples, origins: torch.Tensor, directions: torch.Tensor,
+               box: torch.Tensor) -> RaySamples:
+    """The parts of each interval outside ``box`` (6,): up to two pieces, before the ray
+    enters it and after it leaves."""
+    t_in, t_out, hit = (x[samples.ray_indices] for x in ray_aabb_intersect(origins, directions,
+                                                                           box))
+    a, b, rays = samples.t_starts, samples.t_ends, samples.ray_indices
+    before = _keep_positive(rays, a, torch.where(hit, torch.minimum(b, t_in), b),
+                            torch.ones_like(hit))
+    after = _keep_positive(rays, torch.maximum(a, t_out), b, hit)
+    return RaySamples(*(torch.cat([x, y]) for x, y in zip(before, after, strict=True)))

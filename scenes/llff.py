@@ -90,7 +90,7 @@ def _image_files(root: Path, factor: int) -> list[Path]:
 
 
 def load_llff(root: Path, options: SceneOptions) -> NerfScene:
-    """An LLFF folder; every ``llff_holdout``-th image is a test view."""
+    """An LLFF folder; every ``eval_holdout``-th image is a test view."""
     root = Path(root)
     path = root / "poses_bounds.npy"
     array = read_poses_bounds(path)
@@ -110,8 +110,8 @@ def load_llff(root: Path, options: SceneOptions) -> NerfScene:
     cameras = make_cameras(poses.float(), focal * width / full_width,
                            focal * width / full_width, width / 2, height / 2, width, height)
     ids = torch.arange(len(files))
-    test = ids[ids % options.llff_holdout == 0]
-    train = ids[ids % options.llff_holdout != 0]
+    test = ids[ids % options.eval_holdout == 0]
+    train = ids[ids % options.eval_holdout != 0]
     splits = {name: SceneSplit(colors[sel], None, cameras[sel],
                                [files[i].name for i in sel.tolist()]).downscaled(
                                    options.downscale)

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from fieldfit.renderers import Cameras, Rays, pixel_rays, rays_to_ndc
+from fieldfit.renderers.contraction import contracted_aabb
 
 from .images import SceneError, load_image
 
@@ -25,10 +26,15 @@ class SceneOptions:
     """Blender scenes: half-size of the box around the origin that holds the scene"""
     llff_factor: int = 8
     """LLFF scenes: read images_N for this N (1: images/)"""
-    llff_holdout: int = 8
-    """LLFF scenes: every N-th image is a test view"""
+    eval_holdout: int = 8
+    """LLFF scenes and captures (COLMAP models, transforms.json): every N-th image (sorted by
+    name, from the first) is a test view"""
     ndc: bool = True
     """LLFF scenes: march in normalised device coordinates (forward-facing captures)"""
+    scene_contraction: Literal["auto", "on", "off"] = "auto"
+    """unbounded scenes: contract space outside the unit ball into a ball of radius 2
+    (mip-NeRF 360) with a multi-level occupancy grid; auto = on for 360-degree captures
+    (COLMAP models, transforms.json), off for Blender and forward-facing (NDC) scenes"""
 
     def __post_init__(self) -> None:
         if self.downscale < 1:
@@ -37,8 +43,8 @@ class SceneOptions:
             raise SceneError(f"--bound {self.bound}: must be > 0")
         if self.llff_factor < 1:
             raise SceneError(f"--llff-factor {self.llff_factor}: must be >= 1")
-        if self.llff_holdout < 2:
-            raise SceneError(f"--llff-holdout {self.llff_holdout}: must be >= 2")
+        if self.eval_holdout < 2:
+            raise SceneError(f"--eval-holdout {self.eval_holdout}: must be >= 2")
 
 
 @dataclass
@@ -94,7 +100,10 @@ class NerfScene:
     """rays are warped into normalised device coordinates"""
     source: Path
     kind: str
-    """blender, llff"""
+    """blender, llff, colmap, transforms"""
+    contracted: bool = False
+    """unbounded: the field lives in contracted space (``aabb`` is [-2, 2]^3 there) and world
+    space is marched through a multi-level occupancy grid over [-1, 1]^3 x 2^l"""
     options: SceneOptions | None = None
     """how the folder was read (set by :func:`load_nerf_scene`)"""
 
@@ -112,26 +121,43 @@ class NerfScene:
 
 
 def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> NerfScene:
-    """Read a Blender-format (``transforms_*.json``) or LLFF (``poses_bounds.npy``) folder."""
-    from .blender import load_blender
-    from .llff import load_llff
-
+    """Read a Blender-format (``transforms_*.json``), LLFF (``poses_bounds.npy``),
+    nerfstudio / instant-ngp (``transforms.json``) or COLMAP (``sparse/0``) folder."""
     options = options or SceneOptions()
     path = Path(path)
     if not path.exists():
         raise SceneError(f"{path}: no such folder")
-    if not path.is_dir():
-        raise SceneError(f"{path}: not a folder (give the scene folder holding "
-                         "transforms_train.json or poses_bounds.npy)")
-    if (path / "transforms_train.json").exists():
-        scene = load_blender(path, options)
-    elif (path / "poses_bounds.npy").exists():
-        scene = load_llff(path, options)
-    else:
-        raise SceneError(f"{path}: neither transforms_train.json (Blender format) nor "
-                         "poses_bounds.npy (LLFF) found")
+    scene = _load_by_format(path, options)
+    if options.scene_contraction == "on" and not scene.contracted:
+        if scene.ndc:
+            raise SceneError(f"--scene-contraction on: {path} is a forward-facing scene "
+                             "marched in NDC; add --no-ndc to contract it instead")
+        scene.contracted, scene.aabb = True, contracted_aabb()
     scene.options = options
     return scene
+
+
+def _load_by_format(path: Path, options: SceneOptions) -> NerfScene:
+    from .blender import load_blender
+    from .colmap import find_colmap_model, load_colmap
+    from .llff import load_llff
+    from .transforms_json import load_transforms_json
+
+    if not path.is_dir():
+        raise SceneError(f"{path}: not a folder (give the scene folder holding "
+                         "transforms_train.json, poses_bounds.npy, transforms.json or sparse/)")
+    if (path / "transforms_train.json").exists():
+        return load_blender(path, options)
+    if (path / "poses_bounds.npy").exists():
+        return load_llff(path, options)
+    if (path / "transforms.json").exists():
+        return load_transforms_json(path / "transforms.json", options)
+    if find_colmap_model(path) is not None:
+        return load_colmap(path, options)
+    raise SceneError(f"{path}: none of transforms_train.json (Blender format), poses_bounds.npy "
+                     "(LLFF), transforms.json (nerfstudio / instant-ngp) or a COLMAP model "
+                     "(sparse/0/cameras.bin or .txt) found; for photos without poses run "
+                     "`fieldfit process`")
 
 
 def read_frame_image(image_path: Path, where: str) -> torch.Tensor:

@@ -125,8 +125,8 @@ def test_ctrl_c_after_the_warm_up_resumes_bit_for_bit(procedural_scene, tmp_path
 def test_cli_errors_for_checkpoints(tmp_path, capsys, fitted):
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
-    assert main(["render", str(fitted[2]), "--frames", "0"]) == 2
-    assert "--frames 0" in capsys.readouterr().err
+    assert main(["render", str(fitted[2]), "--fps", "0"]) == 2
+    assert "--fps 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("geometry", ["density", "sdf"])

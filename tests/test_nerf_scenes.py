@@ -164,7 +164,7 @@ def write_llff(root: Path, n: int = 5, size=(12, 16)) -> Path:
 
 
 def test_llff_loader_recentres_scales_and_holds_out(tmp_path):
-    scene = load_nerf_scene(write_llff(tmp_path), SceneOptions(llff_holdout=2))
+    scene = load_nerf_scene(write_llff(tmp_path), SceneOptions(eval_holdout=2))
     assert scene.ndc and scene.kind == "llff"
     train, test = scene.splits["train"], scene.splits["test"]
     assert len(test) == 3 and len(train) == 2  # images 0, 2, 4 are held out

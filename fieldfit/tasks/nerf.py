@@ -1,8 +1,10 @@
 """NeRF: a density field fitted to posed images by volume rendering (the density head over
-:mod:`fieldfit.tasks.rays`)."""
+:mod:`fieldfit.tasks.rays`). Unbounded captures live in mip-NeRF 360's contracted space and
+are marched through a multi-level occupancy grid."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import torch
@@ -10,8 +12,12 @@ import torch.nn.functional as F
 
 from fieldfit.fields import RadianceField
 from fieldfit.renderers import OccupancyGrid, Rays, RenderOutput, render_rays
+from fieldfit.renderers.contraction import ContractedPoints
+from fieldfit.renderers.occupancy import MultiLevelOccupancyGrid
 
 from .rays import NerfModel, NerfTaskConfig, RayTask
+
+CONTRACTION_LEVELS = 4  # unbounded scenes: occupancy levels out to 8x the unit box
 
 
 class NerfTask(RayTask):
@@ -25,21 +31,34 @@ class NerfTask(RayTask):
         if c.geometry != "density":
             raise ValueError(f"--geometry {c.geometry}: NerfTask fits densities; NeusTask fits "
                              "SDFs")
-        grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
+        if self.source.get("contracted"):
+            # world space marched through levels over [-1, 1]^3 x 2^l, each level half the
+            # cells per side: an update costs half of one grid's
+            occupancy = dataclasses.replace(c.occupancy,
+                                            resolution=max(1, c.occupancy.resolution // 2))
+            grid = MultiLevelOccupancyGrid(torch.tensor([-1.0] * 3 + [1.0] * 3, device="cpu"),
+                                           occupancy, CONTRACTION_LEVELS)
+        else:
+            grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
         field = RadianceField(self.field_config, aabb, c.radiance)
         return NerfModel(field, grid, max(64, c.samples_per_step // 256))
 
     def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         directions = torch.randn(x.shape, generator=generator, device=generator.device)
         directions = F.normalize(directions, dim=-1)
-        return self.model.field.density(x, directions.to(x.device)) * self.step_size
+        return self._point_field().density(x, directions.to(x.device)) * self.step_size
 
     def render(self, rays: Rays, background: torch.Tensor, train: bool = False,
                generator: torch.Generator | None = None) -> RenderOutput:
-        field = self.model.field
+        field = self._point_field()
         return render_rays(rays, self.model.grid, self.march_options(train), field.density,
                            field.forward, background, generator, backend=self.config.renderer)
 
     def render_train(self, rays: Rays, background: torch.Tensor, generator: torch.Generator,
                      step: int) -> tuple[RenderOutput, dict[str, tuple]]:
         return self.render(rays, background, train=True, generator=generator), {}
+
+    def _point_field(self):
+        """The field's point functions over world points (contracted for unbounded scenes)."""
+        field = self.model.field
+        return ContractedPoints(field) if self.source.get("contracted") else field

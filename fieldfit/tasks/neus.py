@@ -43,6 +43,8 @@ class NeusTask(RayTask):
         if c.geometry != "sdf":
             raise ValueError(f"--geometry {c.geometry}: NeusTask fits SDFs; NerfTask fits "
                              "densities")
+        if self.source.get("contracted"):
+            raise ValueError("--geometry sdf needs a bounded scene: add --scene-contraction off")
         grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
         field = SdfRadianceField(self.field_config, aabb, c.radiance, c.sdf)
         return NeusModel(field, grid, max(64, c.samples_per_step // 256),

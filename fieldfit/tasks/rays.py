@@ -210,7 +210,7 @@ class RayTask(Task):
     def describe(self, scene: NerfScene) -> dict:
         options = scene.options or SceneOptions()
         return {"path": str(Path(scene.source).resolve()), "scene": to_dict(options),
-                "aabb": scene.aabb.tolist()}
+                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted)}
 
     @property
     def scene(self) -> NerfScene:
@@ -282,6 +282,11 @@ class RayTask(Task):
         The kernels' feature weights restart at zero, with fresh optimiser state
         (:meth:`take_reset_parameters`)."""
         grid, geometry = self.model.grid, self.model.field.geometry
+        if self.source.get("contracted"):
+            log.warning("kernel placement is not available in contracted (unbounded) scenes: "
+                        "the kernels stay on their lattice")
+            self.model.kernels_placed.fill_(True)
+            return
         adaptive = geometry.adaptive_modules()
         r, lo, hi = grid.resolution, grid.aabb[:3], grid.aabb[3:]
         n_kernels = sum(m.config.n_kernels for m in adaptive)
