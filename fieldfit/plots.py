@@ -33,6 +33,13 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> Non
     for ax in (ax_loss, ax_psnr):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig``, write it atomically as a PNG at ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -12,7 +11,6 @@ from fieldfit.renderers import look_at, pixel_rays
 from scipy.spatial.transform import Rotation
 
 from fieldfit.viewer.budget import FrameBudget
-from fieldfit.viewer.camera_path import Keyframe, interpolate, write_camera_path
 from fieldfit.viewer.cameras import c2w_from_viser, fov_of, viewer_cameras, viser_from_c2w
 
 
@@ -114,46 +112,6 @@ def test_rest_keeps_rendering_within_its_share_of_wall_time():
     assert budget.rest_after(frame, share=1.0) == 0.0
     with pytest.raises(ValueError, match="share"):
         FrameBudget(full_height=100, share=0.0)
-
-
-# -- camera path ---------------------------------------------------------------------------
-def _keyframes() -> list[Keyframe]:
-    up = torch.tensor([0.0, 0.0, 1.0])
-    eyes = [torch.tensor([3.0, 0.0, 1.0]), torch.tensor([0.0, 3.0, 1.0])]
-    return [Keyframe(look_at(e, torch.zeros(3), up).numpy(), fov, 1.25)
-            for e, fov in zip(eyes, (40.0, 60.0), strict=True)]
-
-
-def test_camera_path_json_round_trip(tmp_path):
-    keyframes = _keyframes()
-    path = write_camera_path(tmp_path / "camera_path.json", keyframes, render_height=80,
-                             seconds=2.0, fps=5.0)
-    data = json.loads(path.read_text())
-    assert (data["render_height"], data["render_width"], data["fps"], data["seconds"]) == (
-        80, 100, 5.0, 2.0)
-    assert len(data["keyframes"]) == 2 and len(data["camera_path"]) == 10
-    for saved, key in zip(data["keyframes"], keyframes, strict=True):
-        matrix = np.array(saved["camera_to_world"]).reshape(4, 4)
-        np.testing.assert_allclose(matrix[:3], key.c2w, atol=1e-6)
-        np.testing.assert_array_equal(matrix[3], [0, 0, 0, 1])
-        assert (saved["fov"], saved["aspect"]) == (key.fov, key.aspect)
-    first = np.array(data["camera_path"][0]["camera_to_world"]).reshape(4, 4)
-    last = np.array(data["camera_path"][-1]["camera_to_world"]).reshape(4, 4)
-    np.testing.assert_allclose(first[:3], keyframes[0].c2w, atol=1e-6)
-    np.testing.assert_allclose(last[:3], keyframes[1].c2w, atol=1e-6)
-    assert data["camera_path"][-1]["fov"] == pytest.approx(60.0)
-
-
-def test_interpolation_halfway_is_the_half_rotation():
-    keyframes = _keyframes()
-    middle = interpolate(keyframes, 3)[1]
-    # the two cameras circle the z axis 90 degrees apart at radius 3: halfway is at 45 degrees
-    np.testing.assert_allclose(middle.c2w[:, 3], [1.5, 1.5, 1.0], atol=1e-6)  # linear position
-    expected = Rotation.from_euler("z", 45, degrees=True).as_matrix() @ keyframes[0].c2w[:, :3]
-    np.testing.assert_allclose(middle.c2w[:, :3], expected, atol=1e-6)
-    assert middle.fov == pytest.approx(50.0)
-    with pytest.raises(ValueError, match="keyframe"):
-        interpolate([], 3)
 
 
 # -- rendering on a snapshot, and the missing extra ---------------------------------------

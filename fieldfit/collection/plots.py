@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write
+from ..plots import save_figure
 
 
 def _pyplot():
@@ -31,9 +31,7 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
     ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k), classes, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.tight_layout()
-    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_classifier_curve(history: list[dict], path: Path, title: str) -> None:
@@ -48,6 +46,4 @@ def plot_classifier_curve(history: list[dict], path: Path, title: str) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)

@@ -20,16 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fieldfit.renderers import Cameras
+from fieldfit.renderers.camera_path import interpolate_path, resized, save_camera_path
+
 from ..io import write_image
 from ..media import colorize_depth
 from . import ServerOptions, require_viser
 from .budget import FrameBudget
-from .camera_path import Keyframe, write_camera_path
 from .cameras import c2w_from_viser, fov_of, viewer_cameras, viser_from_c2w
 
 log = logging.getLogger("fieldfit")
 
 MODES = ("rgb", "depth", "opacity")
+PATH_FPS = 24.0
+"""frames per second of the camera paths the viewer saves"""
 
 
 def server_url(server) -> str:
@@ -112,7 +116,7 @@ class SceneViewer:
         train = task.scene.splits["train"]
         self.full_height = train.cameras.height
         self.budget = budget or FrameBudget(self.full_height, share=0.15 if live else 1.0)
-        self.keyframes: list[Keyframe] = []
+        self.keyframes: list[Cameras] = []
         self._resume = threading.Event()
         self._resume.set()
         self._stop = threading.Event()
@@ -213,15 +217,20 @@ class SceneViewer:
 
     def add_keyframe(self, client) -> None:
         c2w, fov, aspect = self._camera(client)
-        self.keyframes.append(Keyframe(c2w, math.degrees(fov), aspect))
+        self.keyframes.append(viewer_cameras(c2w, fov, aspect, self.full_height))
         self.message.content = f"{len(self.keyframes)} keyframe(s)"
 
     def save_camera_path(self) -> Path | None:
         if not self.keyframes:
             self.message.content = "add a keyframe first"
             return None
-        path = write_camera_path(self.run_dir / "camera_path.json", self.keyframes,
-                                 self.full_height, seconds=float(self.path_seconds.value))
+        first = self.keyframes[0]
+        keys = [resized(k, first.width, first.height) for k in self.keyframes]
+        keys = Cameras(*(torch.cat([getattr(k, f) for k in keys]) for f in
+                         ("c2w", "fx", "fy", "cx", "cy")), first.width, first.height)
+        frames = interpolate_path(keys, max(round(float(self.path_seconds.value) * PATH_FPS), 1))
+        path = self.run_dir / "camera_path.json"
+        save_camera_path(path, frames, PATH_FPS, keyframes=keys)
         self.message.content = f"wrote {path} (render it with `fieldfit render --path {path}`)"
         return path
 
