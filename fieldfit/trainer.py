@@ -169,7 +169,8 @@ class Trainer:
         if ckpt.meta.get("task") != self.task.name:
             raise UserError(f"{path}: checkpoint is of task {ckpt.meta.get('task')!r}, "
                             f"not {self.task.name!r}")
-        if ckpt.meta.get("task_config") != json.loads(json.dumps(self.task.config_dict())):
+        if _without_path(ckpt.meta.get("task_config")) != _without_path(
+                json.loads(json.dumps(self.task.config_dict()))):
             raise UserError(f"{path}: checkpoint was made with a different task/field config; "
                             "use the same options or a new --out")
         check_matches(ckpt, path, self.task.model, self.optimizer, self.generator)
@@ -355,6 +356,15 @@ class Trainer:
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
         log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)
         return {**result, "steps": self.step, "seconds": self.elapsed, "steps_per_s": steps_per_s}
+
+
+def _without_path(task_config: dict | None) -> dict | None:
+    """A task config without its data's path: a moved input resumes (its content is checked
+    by the run's input digests)."""
+    if not isinstance(task_config, dict) or not isinstance(task_config.get("data"), dict):
+        return task_config
+    return {**task_config, "data": {k: v for k, v in task_config["data"].items()
+                                    if k != "path"}}
 
 
 def host_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
