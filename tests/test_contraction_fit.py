@@ -57,7 +57,7 @@ def test_contraction_fits_distant_content_better(tmp_path):
     from fieldfit.scenes import SceneOptions, load_nerf_scene
 
     from fieldfit.run import run_task
-    from fieldfit.tasks.nerf import NerfTask, NerfTaskConfig
+    from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
     from fieldfit.trainer import TrainerConfig
 
     write_capture(tmp_path / "scene")
@@ -66,11 +66,10 @@ def test_contraction_fits_distant_content_better(tmp_path):
         options = SceneOptions(scene_contraction=mode, eval_holdout=6)
         scene = load_nerf_scene(tmp_path / "scene", options)
         assert scene.contracted == (mode == "on")
-        torch.manual_seed(0)
         config = NerfTaskConfig(samples_per_step=2**15, render_steps=128, log2_table=14,
                                 video_frames=0, eval_views=0,
                                 occupancy=OccupancyConfig(resolution=32))
-        task = NerfTask(scene, config, options)
+        task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
         result = run_task(task, TrainerConfig(steps=STEPS, checkpoint_every=0), tmp_path / mode,
                           progress=False)
         psnr[mode] = result["psnr"]
