@@ -75,13 +75,17 @@ class OccupancyGrid(nn.Module):
         """Render step in the flat ``cells`` (n,) relative to the base step (1 here)."""
         return 1.0
 
-    def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
-        """(n, 3) a uniformly random world point inside each of the flat ``cells`` (n,)."""
+    def cell_points(self, cells: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """(n, 3) world points at ``offsets`` (n, 3) in [0, 1) inside the flat ``cells`` (n,)."""
         r = self.resolution
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
-        u = torch.rand(ijk.shape, generator=generator, device=generator.device).to(cells.device)
-        unit = (ijk.float() + u) / r
+        unit = (ijk.float() + offsets) / r
         return self.aabb[:3] + unit * (self.aabb[3:] - self.aabb[:3])
+
+    def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
+        """(n, 3) a uniformly random world point inside each of the flat ``cells`` (n,)."""
+        u = torch.rand(len(cells), 3, generator=generator, device=generator.device)
+        return self.cell_points(cells, u.to(cells.device))
 
     def _cells_to_update(self, step: int, generator: torch.Generator) -> torch.Tensor:
         n_cells = self.occs.shape[0]
@@ -184,10 +188,10 @@ class MultiLevelOccupancyGrid(OccupancyGrid):
     def step_factor(self, cells: torch.Tensor) -> torch.Tensor:
         return 2.0 ** (cells // self.resolution**3).float()
 
-    def cell_centers_jittered(self, cells: torch.Tensor, generator: torch.Generator):
+    def cell_points(self, cells: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         r3 = self.resolution**3
         level, local = cells // r3, cells % r3
-        unit = (super().cell_centers_jittered(local, generator) - self.aabb[:3]) / (
+        unit = (super().cell_points(local, offsets) - self.aabb[:3]) / (
             self.aabb[3:] - self.aabb[:3])  # in [0, 1]^3 of the cell's level
         centre, half = (self.aabb[:3] + self.aabb[3:]) / 2, (self.aabb[3:] - self.aabb[:3]) / 2
         return centre + (2 * unit - 1) * half * (2.0 ** level.float())[:, None]

@@ -111,7 +111,7 @@ def main(args: Args) -> None:
         images[(path.stem, "truth")] = shade_mesh(mesh.vertices, mesh.faces, 256)
         for field in fields:
             task = build_task(SdfTask, mesh, task_config(args, field), torch.device("cpu"), 0,
-                              SdfTask.source_of(path, mesh))
+                              SdfTask.source_of(mesh, path))
             result = run_task(task, trainer, args.out / path.stem / field, overwrite=True,
                               progress=False)
             vertices, faces = task.evaluated_mesh()

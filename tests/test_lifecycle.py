@@ -53,14 +53,14 @@ def make(name: str, inputs, device=CPU, seed: int = 0, **config):
         target = ImageTarget(load_image(inputs["image"]))
         cfg = ImageTaskConfig(**{"log2_table": 10, "batch_size": 256, **config})
         return build_task(ImageTask, target, cfg, device, seed,
-                          ImageTask.source_of(inputs["image"], "white", target))
+                          ImageTask.source_of(target, inputs["image"], "white"))
     if name == "sdf":
         mesh = load_mesh(inputs["mesh"])
         cfg = SdfTaskConfig(**{"log2_table": 10, "max_res": 64, "n_samples": 4096,
                                "batch_size": 512, "eval_points": 4096,
                                "eval_surface_points": 2000, "resolution": 32, **config})
-        return build_task(SdfTask, mesh, cfg, device, seed, SdfTask.source_of(inputs["mesh"],
-                                                                              mesh))
+        return build_task(SdfTask, mesh, cfg, device, seed,
+                          SdfTask.source_of(mesh, inputs["mesh"]))
     geometry = {"nerf": "density", "neus": "sdf"}[name]
     cfg = NerfTaskConfig(**{**NERF, "geometry": geometry, "mesh_resolution": 0, **config})
     return build_task(TASKS[name], load_nerf_scene(inputs["scene"]), cfg, device, seed)

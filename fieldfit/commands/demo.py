@@ -63,7 +63,7 @@ class DemoCommand:
         image = procedural_image(256, 256)
         write_image(out / "target.png", image.numpy())
         target, train = ImageTarget(image), TrainerConfig(seconds=self.seconds or 45.0)
-        source = ImageTask.source_of(out / "target.png", "white", target)
+        source = ImageTask.source_of(target, out / "target.png", "white")
         task = build_image_task(target, ImageTaskConfig(field="grid"), train, source)
         result = run_task(task, train, out, overwrite=True)
         print(f"demo: PSNR {result['psnr']:.2f} dB after {result['steps']} steps "

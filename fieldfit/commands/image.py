@@ -55,7 +55,7 @@ class ImageCommand:
         if self.alpha not in ALPHA_MODES:
             raise UserError(f"--alpha {self.alpha}: choose from {ALPHA_MODES}")
         target = ImageTarget(load_image(self.path, alpha=self.alpha, min_side=MIN_SIDE))
-        source = ImageTask.source_of(self.path, self.alpha, target)
+        source = ImageTask.source_of(target, self.path, self.alpha)
         task = build_image_task(target, self.task, self.train, source)
         result = self.output.fit(task, self.train)
         print(f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} after {result['steps']} "

@@ -26,7 +26,7 @@ def build_sdf_task(path: Path, config: SdfTaskConfig, train: TrainerConfig) -> S
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     mesh = load_mesh(path, margin=config.margin)
     task = build_task(SdfTask, mesh, config, train.resolved_device(), train.seed,
-                      SdfTask.source_of(path, mesh))
+                      SdfTask.source_of(mesh, path))
     try:
         check_budget(config.budget, task.model.n_parameters(trainable_only=False), "--budget")
     except ValueError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +51,13 @@ class Task(ABC):
     def describe(self, data: Any) -> dict:
         """JSON-able description of ``data``: where to read it again, and what the model
         depends on (shapes, boxes, transforms), so a checkpoint rebuilds without reading it."""
+
+    def build_on_cpu(self, build: Callable[[], nn.Module]) -> nn.Module:
+        """``build()`` on the CPU (one seed gives the same weights on any device), then moved
+        to the task's device."""
+        with torch.device("cpu"):
+            model = build()
+        return model.to(self.device)
 
     @property
     def data(self) -> Any:

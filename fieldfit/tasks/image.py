@@ -67,9 +67,8 @@ class ImageTask(Task):
                             budget=config.params, out_dims=channels)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.shape = (height, width, channels)
-        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
-            self.model = self.field_config.build(dims=2, out_dims=channels)
-        self.model.to(self.device)
+        self.model = self.build_on_cpu(lambda: self.field_config.build(dims=2,
+                                                                        out_dims=channels))
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
                                batch_size=config.batch_size)
 
@@ -85,13 +84,14 @@ class ImageTask(Task):
         return target
 
     def describe(self, target: ImageTarget) -> dict:
-        return {"path": None, "alpha": None,
-                "shape": [target.height, target.width, target.channels]}
+        return self.source_of(target)
 
-    @classmethod
-    def source_of(cls, path: Path, alpha: str, target: ImageTarget) -> dict:
-        """The ``source`` of ``target`` read from ``path`` with ``alpha``."""
-        return {"path": str(Path(path).resolve()), "alpha": alpha,
+    @staticmethod
+    def source_of(target: ImageTarget, path: Path | None = None,
+                  alpha: str | None = None) -> dict:
+        """The ``source`` of ``target``, read from ``path`` with ``alpha`` (None: made in
+        memory)."""
+        return {"path": None if path is None else str(Path(path).resolve()), "alpha": alpha,
                 "shape": [target.height, target.width, target.channels]}
 
     @cached_property

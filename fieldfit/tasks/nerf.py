@@ -25,12 +25,10 @@ class NerfTask(RayTask):
     ``config.field``."""
 
     name: ClassVar[str] = "nerf"
+    geometry: ClassVar[str] = "density"
 
     def build_model(self, aabb: torch.Tensor) -> NerfModel:
         c: NerfTaskConfig = self.config
-        if c.geometry != "density":
-            raise ValueError(f"--geometry {c.geometry}: NerfTask fits densities; NeusTask fits "
-                             "SDFs")
         if self.source.get("contracted"):
             # world space marched through levels over [-1, 1]^3 x 2^l, each level half the
             # cells per side: an update costs half of one grid's
@@ -41,7 +39,7 @@ class NerfTask(RayTask):
         else:
             grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
         field = RadianceField(self.field_config, aabb, c.radiance)
-        return NerfModel(field, grid, max(64, c.samples_per_step // 256))
+        return NerfModel(field, grid, self.initial_rays)
 
     def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         directions = torch.randn(x.shape, generator=generator, device=generator.device)

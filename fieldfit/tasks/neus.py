@@ -36,19 +36,16 @@ class NeusTask(RayTask):
     """An SDF radiance field (``--geometry sdf``) built from the preset ``config.field``."""
 
     name: ClassVar[str] = "neus"
+    geometry: ClassVar[str] = "sdf"
     view_dependent = False  # an SDF must not depend on the view direction
 
     def build_model(self, aabb: torch.Tensor) -> NeusModel:
         c: NerfTaskConfig = self.config
-        if c.geometry != "sdf":
-            raise ValueError(f"--geometry {c.geometry}: NeusTask fits SDFs; NerfTask fits "
-                             "densities")
         if self.source.get("contracted"):
             raise ValueError("--geometry sdf needs a bounded scene: add --scene-contraction off")
         grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
         field = SdfRadianceField(self.field_config, aabb, c.radiance, c.sdf)
-        return NeusModel(field, grid, max(64, c.samples_per_step // 256),
-                         Sharpness(c.sharpness_init))
+        return NeusModel(field, grid, self.initial_rays, Sharpness(c.sharpness_init))
 
     def param_groups(self) -> list[ParamGroup]:
         return [*super().param_groups(),

@@ -17,7 +17,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -164,12 +164,15 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 class RayTask(Task):
     """A radiance field fitted to a posed image collection by volume rendering.
 
-    ``source``: ``{"path", "scene", "aabb"}``: the scene folder, the :class:`SceneOptions` it
-    is read with and its (2, 3) box. A head implements :meth:`build_model`,
-    :meth:`grid_opacity`, :meth:`render` and :meth:`render_train`.
+    ``source``: ``{"path", "scene", "aabb", "contracted"}``: the scene folder, the
+    :class:`SceneOptions` it is read with, its (2, 3) box and whether it is unbounded. A head
+    sets :attr:`geometry` and implements :meth:`build_model`, :meth:`grid_opacity`,
+    :meth:`render` and :meth:`render_train`.
     """
 
     config_type = NerfTaskConfig
+    geometry: ClassVar[str]
+    """the ``--geometry`` this head fits (density, sdf)"""
     view_dependent = True
     """the geometry decoder may read the view direction"""
 
@@ -177,6 +180,9 @@ class RayTask(Task):
                  device: torch.device | str | None = None, source: dict | None = None,
                  field_config: FieldConfig | None = None):
         super().__init__(scene, config, device, source)
+        if config.geometry != self.geometry:
+            raise ValueError(f"--geometry {config.geometry}: {type(self).__name__} fits "
+                             f"--geometry {self.geometry}")
         aabb = torch.tensor(self.source["aabb"], dtype=torch.float32, device="cpu")
         side = float((aabb[1] - aabb[0]).max())
         max_res = config.max_res or round(2048 * side / 3)
@@ -184,9 +190,7 @@ class RayTask(Task):
                             backend=config.backend, out_dims=1 + config.radiance.geo_features,
                             view_dependent=self.view_dependent)
         self.field_config = field_config or field_preset(config.field, ctx)
-        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
-            self.model = self.build_model(aabb)
-        self.model.to(self.device)
+        self.model = self.build_on_cpu(lambda: self.build_model(aabb))
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
@@ -236,7 +240,13 @@ class RayTask(Task):
     # -- the head --------------------------------------------------------------------------
     @abstractmethod
     def build_model(self, aabb: torch.Tensor) -> NerfModel:
-        """The untrained model over the (2, 3) box ``aabb``."""
+        """The untrained model over the (2, 3) box ``aabb``, starting with
+        :attr:`initial_rays` rays per step."""
+
+    @property
+    def initial_rays(self) -> int:
+        """Rays of the first step (then adapted to ``samples_per_step``)."""
+        return max(64, self.config.samples_per_step // 256)
 
     @abstractmethod
     def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -260,8 +270,8 @@ class RayTask(Task):
     def before_step(self, step: int) -> None:
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
         self.model.grid.maybe_update(step, lambda x: self.grid_opacity(x, generator))
-        adaptive = self.model.field.geometry.adaptive_modules()
-        if adaptive and step == self.config.kernel_placement_step \
+        if step == self.config.kernel_placement_step \
+                and self.model.field.geometry.adaptive_modules() \
                 and not bool(self.model.kernels_placed):
             self.place_kernels(generator)
 
@@ -275,10 +285,10 @@ class RayTask(Task):
         NeuRBF's NeRF recipe does from a grid-only teacher: sample points fill the occupied
         cells of the occupancy grid (each split into s^3 sub-cells, s <= 4 the least giving
         ``points_per_kernel`` points per kernel), weighted by
-        ``(1 - exp(-opacity)) * |grad f|`` with ``f`` the geometry features min-max
-        normalised over the points and the gradient by central differences of half a
-        sub-cell (k-means divides the weights by their mean, so the normalisation's global
-        scale drops out and is not applied); then weighted k-means and cluster covariances.
+        ``(1 - exp(-opacity)) * |grad f|``, ``f`` the geometry features and the gradient by
+        central differences of half a sub-cell (NeuRBF min-max normalises ``f`` first, a
+        global scale that k-means' division of the weights by their mean cancels); then
+        weighted k-means and cluster covariances.
         The kernels' feature weights restart at zero, with fresh optimiser state
         (:meth:`take_reset_parameters`)."""
         grid, geometry = self.model.grid, self.model.field.geometry
@@ -288,17 +298,15 @@ class RayTask(Task):
             self.model.kernels_placed.fill_(True)
             return
         adaptive = geometry.adaptive_modules()
-        r, lo, hi = grid.resolution, grid.aabb[:3], grid.aabb[3:]
         n_kernels = sum(m.config.n_kernels for m in adaptive)
         cells = grid.binaries.reshape(-1).nonzero()[:, 0]
         s = next((s for s in (1, 2, 3, 4) if len(cells) * s**3 >= points_per_kernel * n_kernels),
                  4)
-        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
         sub = torch.stack(torch.meshgrid(*[torch.arange(s, device=self.device)] * 3,
                                          indexing="ij"), -1).reshape(-1, 3)
-        unit = (ijk[:, None, :] + (sub[None] + 0.5) / s).reshape(-1, 3) / r
-        points = lo + unit * (hi - lo)
-        h = (hi - lo) / (2 * r * s)  # half a sub-cell per axis, world units
+        offsets = ((sub + 0.5) / s).repeat(len(cells), 1)  # sub-cell centres, cell by cell
+        points = grid.cell_points(cells.repeat_interleave(len(sub)), offsets)
+        h = (grid.aabb[3:] - grid.aabb[:3]) / (2 * grid.resolution * s)  # half a sub-cell
         direction = torch.nn.functional.normalize(torch.ones(1, 3, device=self.device), dim=-1)
 
         def features(x: torch.Tensor) -> torch.Tensor:

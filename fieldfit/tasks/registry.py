@@ -30,7 +30,7 @@ TASKS: dict[str, type[Task]] = {
 
 def ray_task_class(geometry: str) -> type[Task]:
     """The radiance-field head for ``--geometry density|sdf``."""
-    return {"density": NerfTask, "sdf": NeusTask}[geometry]
+    return next(cls for cls in TASKS.values() if getattr(cls, "geometry", None) == geometry)
 
 
 def build_task(cls: type[Task], data: Any, config: Any, device: torch.device, seed: int,

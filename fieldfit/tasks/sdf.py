@@ -115,9 +115,8 @@ class SdfTask(Task):
                             budget=config.budget, out_dims=1)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.bounds = BOUNDS.to(self.device)
-        with torch.device("cpu"):  # built on the CPU: the same seed, the same weights anywhere
-            self.model = self.field_config.build(dims=3, out_dims=1, aabb=BOUNDS.clone())
-        self.model.to(self.device)
+        self.model = self.build_on_cpu(lambda: self.field_config.build(dims=3, out_dims=1,
+                                                                        aabb=BOUNDS.clone()))
         self.transform = MeshTransform(tuple(self.source["centre"]), float(self.source["scale"]))
         self.data_loss = SDF_LOSSES[config.loss]
         self._true_inside: np.ndarray | None = None
@@ -136,14 +135,14 @@ class SdfTask(Task):
         return mesh
 
     def describe(self, mesh: SdfMesh) -> dict:
-        t = mesh.transform
-        return {"path": None, "centre": list(t.centre), "scale": t.scale}
+        return self.source_of(mesh)
 
-    @classmethod
-    def source_of(cls, path: Path, mesh: SdfMesh) -> dict:
-        """The ``source`` of ``mesh`` read from ``path``."""
+    @staticmethod
+    def source_of(mesh: SdfMesh, path: Path | None = None) -> dict:
+        """The ``source`` of ``mesh``, read from ``path`` (None: made in memory)."""
         t = mesh.transform
-        return {"path": str(Path(path).resolve()), "centre": list(t.centre), "scale": t.scale}
+        return {"path": None if path is None else str(Path(path).resolve()),
+                "centre": list(t.centre), "scale": t.scale}
 
     @cached_property
     def samples(self) -> SdfSamples:
