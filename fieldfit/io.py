@@ -69,6 +69,19 @@ def write_json(path: Path, data) -> None:
     atomic_write(path, lambda p: p.write_text(text + "\n"))
 
 
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` ({} if absent); UserError naming it if it is not one."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a JSON object")
+    return data
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line to ``path``; refuses (OSError) to append through a symbolic link."""
     line = json.dumps(_finite_or_null(record), allow_nan=False) + "\n"

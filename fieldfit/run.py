@@ -16,7 +16,14 @@ import tyro
 from .checkpoint import CHECKPOINT_NAME
 from .errors import UserError
 from .interrupts import Interrupted
-from .io import prepare_out_dir, read_jsonl, remove_orphans, rewrite_jsonl, write_json
+from .io import (
+    prepare_out_dir,
+    read_json,
+    read_jsonl,
+    remove_orphans,
+    rewrite_jsonl,
+    write_json,
+)
 from .plots import plot_training_curve
 from .tasks.base import Task
 from .trainer import Hook, Trainer, TrainerConfig
@@ -86,7 +93,7 @@ def input_digests(paths: tuple[Path, ...]) -> dict[str, str]:
 def _check_same_inputs(out: Path, inputs: dict[str, str]) -> None:
     """UserError if ``out/config.json`` records inputs whose content differs from ``inputs``."""
     path = out / "config.json"
-    saved = read_json(path).get("inputs") if path.exists() else None
+    saved = read_json(path).get("inputs")
     if not saved or not inputs:
         return
     if sorted(saved.values()) != sorted(inputs.values()):
@@ -148,18 +155,3 @@ def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bo
                         title=f"{task.name}: {out.name}")
     log.info("outputs: %s", ", ".join(str(p) for p in [*paths, out / "training_curve.png"]))
     return result
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object in ``path`` ({} if absent); UserError naming it if it is not one."""
-    import json
-
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a JSON object")
-    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ import tyro
 
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
+from ..io import read_json
+from ..tasks import TASKS, task_from_checkpoint
 from ..viewer import ServerOptions, require_viser
 from ..viewer.server import server_url
 
@@ -38,8 +39,8 @@ class ViewCommand:
         config = self.run_dir / "config.json"
         if not config.exists():
             raise UserError(f"{self.run_dir}: not a run folder (no config.json)")
-        kind = json.loads(config.read_text()).get("task")
-        if kind not in ("nerf", "neus", "image", "sdf"):
+        kind = read_json(config).get("task")
+        if kind not in TASKS:
             raise UserError(f"{config}: unknown task {kind!r}")
         return kind
 
@@ -48,7 +49,6 @@ class ViewCommand:
         kind = self.run_kind()
         viser = require_viser()
         if kind in ("nerf", "neus"):
-            from ..tasks import task_from_checkpoint
             from ..viewer.server import SceneViewer
 
             task = task_from_checkpoint(load_checkpoint(self.run_dir), self.run_dir)
