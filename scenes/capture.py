@@ -92,6 +92,26 @@ def undistort_image(image: torch.Tensor, frame: CaptureFrame) -> torch.Tensor:
     return out[0].permute(1, 2, 0)
 
 
+def downscaled_copies(frames: list[CaptureFrame], factor: int) -> list[CaptureFrame] | None:
+    """The frames with their images (and masks) read from the ``images_{factor}`` (and
+    ``masks_{factor}``) folders beside theirs, nerfstudio's layout that `fieldfit process`
+    writes, when every frame has its copy; None otherwise (the full images are then downscaled
+    on load)."""
+    if factor == 1:
+        return None
+
+    def copy(path: Path) -> Path:
+        return path.parent.with_name(f"{path.parent.name}_{factor}") / path.name
+
+    out = []
+    for frame in frames:
+        image, mask = copy(frame.image), None if frame.mask is None else copy(frame.mask)
+        if not image.exists() or (mask is not None and not mask.exists()):
+            return None
+        out.append(replace(frame, image=image, mask=mask))
+    return out
+
+
 def _read(frame: CaptureFrame) -> tuple[torch.Tensor, CaptureFrame]:
     """(H, W, 4) straight RGBA (undistorted, mask as alpha) and the frame with intrinsics
     scaled to the image file's size (files may be downscaled copies)."""
@@ -194,6 +214,10 @@ def load_capture(frames: list[CaptureFrame], root: Path, options: SceneOptions, 
     if not frames:
         raise SceneError(f"{root}: no frames")
     frames = sorted(frames, key=lambda f: f.image.name)
+    factor = options.downscale
+    copies = downscaled_copies(frames, factor)
+    if copies is not None:  # _read scales the intrinsics to the copies' size
+        frames, factor = copies, 1
     read = [_read(f) for f in frames]
     images, frames = [r[0] for r in read], [r[1] for r in read]
     wheres = [f.where() for f in frames]
@@ -219,7 +243,7 @@ def load_capture(frames: list[CaptureFrame], root: Path, options: SceneOptions, 
         index = torch.tensor(sel)
         splits[name] = SceneSplit(colors[index], None if alphas is None else alphas[index],
                                   cameras[index], [frames[i].image.name for i in sel]
-                                  ).downscaled(options.downscale)
+                                  ).downscaled(factor)
     if ndc:
         aabb = torch.tensor([[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]])
     elif forward:
