@@ -1,4 +1,5 @@
-"""A capture with distant content fits better with the scene contraction than without."""
+"""A capture with distant content fits better with the scene contraction than without, and a
+sky at infinity better with the learned far-field colour than without."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ STEPS = 200
 BACKDROP_RADIUS = 5.0
 
 
-def backdrop(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """(n, 3) smooth colour waves on a sphere of radius 5 around the scene, seen from inside."""
+def backdrop(origins: torch.Tensor, directions: torch.Tensor,
+             radius: float = BACKDROP_RADIUS) -> torch.Tensor:
+    """(n, 3) smooth colour waves on a sphere of ``radius`` around the scene, seen from inside
+    (at infinity, ``radius=math.inf``: waves over the directions, a sky)."""
+    if math.isinf(radius):
+        return 0.5 + 0.4 * torch.sin(2.5 * directions + torch.tensor([0.0, 2.0, 4.0]))
     b = (origins * directions).sum(-1)
-    c = (origins * origins).sum(-1) - BACKDROP_RADIUS**2
+    c = (origins * origins).sum(-1) - radius**2
     p = origins + (-b + torch.sqrt(b * b - c))[:, None] * directions
     return 0.5 + 0.4 * torch.sin(1.2 * p + torch.tensor([0.0, 2.0, 4.0]))
 
 
-def write_capture(root, size: int = 24, views: int = 24) -> None:
-    """transforms.json + PNGs: the procedural shapes inside a coloured sphere of radius 5
+def write_capture(root, size: int = 24, views: int = 24,
+                  radius: float = BACKDROP_RADIUS) -> None:
+    """transforms.json + PNGs: the procedural shapes inside a coloured sphere of ``radius``
     (cameras about 2.5 from the centre, all the way round)."""
     import imageio.v3 as iio
 
@@ -42,7 +48,7 @@ def write_capture(root, size: int = 24, views: int = 24) -> None:
         rays = image_rays(cameras, i)
         color, depth = cast_rays(rays.origins, rays.directions)
         color = torch.where(torch.isfinite(depth)[:, None], color,
-                            backdrop(rays.origins, rays.directions))
+                            backdrop(rays.origins, rays.directions, radius))
         iio.imwrite(root / "images" / f"{i:02d}.png",
                     (color.reshape(size, size, 3).numpy() * 255 + 0.5).astype(np.uint8))
         pose = torch.cat([cameras.c2w[i], torch.tensor([[0.0, 0, 0, 1]])])
@@ -52,26 +58,66 @@ def write_capture(root, size: int = 24, views: int = 24) -> None:
     (root / "transforms.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.slow
-def test_contraction_fits_distant_content_better(tmp_path):
+def fit_capture(root, out, contraction: str, far_field: str) -> dict:
+    """Test metrics of a short fit of the capture at ``root``."""
     from fieldfit.scenes import SceneOptions, load_nerf_scene
 
     from fieldfit.run import run_task
     from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
     from fieldfit.trainer import TrainerConfig
 
+    scene = load_nerf_scene(root, SceneOptions(scene_contraction=contraction, eval_holdout=6))
+    assert scene.contracted == (contraction == "on")
+    config = NerfTaskConfig(samples_per_step=2**15, render_steps=128, log2_table=14,
+                            video_frames=0, eval_views=0, far_field=far_field,
+                            occupancy=OccupancyConfig(resolution=32))
+    task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
+    assert (task.model.far_field is not None) == (far_field == "learned")
+    return run_task(task, TrainerConfig(steps=STEPS, checkpoint_every=0), out, progress=False)
+
+
+@pytest.mark.slow
+def test_contraction_fits_distant_content_better(tmp_path):
     write_capture(tmp_path / "scene")
-    psnr = {}
-    for mode in ("on", "off"):
-        options = SceneOptions(scene_contraction=mode, eval_holdout=6)
-        scene = load_nerf_scene(tmp_path / "scene", options)
-        assert scene.contracted == (mode == "on")
-        config = NerfTaskConfig(samples_per_step=2**15, render_steps=128, log2_table=14,
-                                video_frames=0, eval_views=0,
-                                occupancy=OccupancyConfig(resolution=32))
-        task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
-        result = run_task(task, TrainerConfig(steps=STEPS, checkpoint_every=0), tmp_path / mode,
-                          progress=False)
-        psnr[mode] = result["psnr"]
+    psnr = {mode: fit_capture(tmp_path / "scene", tmp_path / mode, mode, "none")["psnr"]
+            for mode in ("on", "off")}
     print(f"test PSNR after {STEPS} steps: {psnr}")
     assert psnr["on"] > psnr["off"] + 1.0
+
+
+@pytest.mark.slow
+def test_learned_far_field_fits_a_sky_better(tmp_path):
+    write_capture(tmp_path / "scene", radius=math.inf)
+    psnr = {far: fit_capture(tmp_path / "scene", tmp_path / far, "on", far)["psnr"]
+            for far in ("learned", "none")}
+    print(f"test PSNR after {STEPS} steps: {psnr}")
+    assert psnr["learned"] > psnr["none"] + 0.5
+
+
+def test_far_field_colours_the_rays_that_meet_no_sample(tmp_path):
+    """With every occupancy cell empty, a view is the learned far-field colour of its view
+    directions, and a training step's gradient reaches the far field's parameters."""
+    from fieldfit.scenes import SceneOptions, load_nerf_scene
+
+    from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
+
+    write_capture(tmp_path / "scene", size=8, views=6, radius=math.inf)
+    scene = load_nerf_scene(tmp_path / "scene", SceneOptions(eval_holdout=3))
+    config = NerfTaskConfig(samples_per_step=2**10, log2_table=12, video_frames=0,
+                            occupancy=OccupancyConfig(resolution=16))
+    task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
+    far = task.model.far_field
+    with torch.no_grad():
+        far.linear.weight.normal_(generator=torch.Generator().manual_seed(1))
+    task.model.grid.binaries.fill_(False)
+    cameras = scene.splits["test"].cameras
+    view = task.render_view(cameras, 0)
+    rows, cols = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    rays = scene.camera_rays(cameras, torch.zeros(64, dtype=torch.int64), cols.reshape(-1),
+                             rows.reshape(-1))
+    with torch.no_grad():
+        expected = far(rays.view_directions).reshape(8, 8, 3)
+    torch.testing.assert_close(torch.from_numpy(view["rgb"]), expected.clamp(0, 1))
+    task.model.train()
+    task.train_step(0, torch.Generator().manual_seed(0))["loss"].backward()
+    assert far.linear.weight.grad is not None and far.linear.weight.grad.abs().sum() > 0

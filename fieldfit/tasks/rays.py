@@ -33,6 +33,7 @@ from fieldfit.fields import (
     from_dict,
     to_dict,
 )
+from fieldfit.fields.background import DirectionalBackground
 from fieldfit.losses import S3IMOptions, parse_loss
 from fieldfit.renderers import (
     Cameras,
@@ -84,6 +85,10 @@ class NerfTaskConfig(S3IMOptions):
     """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
     train_background: Literal["random", "white", "black", "scene"] = "random"
     """background behind transparent training pixels (random teaches transparency)"""
+    far_field: Literal["auto", "learned", "none"] = "auto"
+    """colour seen past the scene: learned (a colour per view direction, fields.background),
+    none (the scene's background colour); auto: learned for unbounded (contracted) captures
+    without alpha"""
     render_steps: int = 512
     """samples along the diagonal of the scene box (step size = diagonal / render_steps)"""
     early_stop_eps: float = 1e-4
@@ -144,12 +149,13 @@ class NerfTaskConfig(S3IMOptions):
 
 
 class NerfModel(nn.Module):
-    """A radiance field, its occupancy grid, the adaptive ray count and whether adaptive
-    kernels have been placed (all checkpointed)."""
+    """A radiance field, its occupancy grid, the learned far-field colour (or None), the
+    adaptive ray count and whether adaptive kernels have been placed (all checkpointed)."""
 
-    def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int):
+    def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int,
+                 far_field: DirectionalBackground | None = None):
         super().__init__()
-        self.field, self.grid = field, grid
+        self.field, self.grid, self.far_field = field, grid, far_field
         self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
         self.register_buffer("kernels_placed", torch.tensor(False))
 
@@ -164,8 +170,9 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 class RayTask(Task):
     """A radiance field fitted to a posed image collection by volume rendering.
 
-    ``source``: ``{"path", "scene", "aabb", "contracted"}``: the scene folder, the
-    :class:`SceneOptions` it is read with, its (2, 3) box and whether it is unbounded. A head
+    ``source``: ``{"path", "scene", "aabb", "contracted", "alpha"}``: the scene folder, the
+    :class:`SceneOptions` it is read with, its (2, 3) box, whether it is unbounded and whether
+    its training images have alpha. A head
     sets :attr:`geometry` and implements :meth:`build_model`, :meth:`grid_opacity`,
     :meth:`render` and :meth:`render_train`.
     """
@@ -191,6 +198,8 @@ class RayTask(Task):
                             view_dependent=self.view_dependent)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.model = self.build_on_cpu(lambda: self.build_model(aabb))
+        if self.learns_far_field:
+            self.model.far_field = self.build_on_cpu(DirectionalBackground)
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
@@ -214,7 +223,8 @@ class RayTask(Task):
     def describe(self, scene: NerfScene) -> dict:
         options = scene.options or SceneOptions()
         return {"path": str(Path(scene.source).resolve()), "scene": to_dict(options),
-                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted)}
+                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted),
+                "alpha": scene.splits["train"].alphas is not None}
 
     @property
     def scene(self) -> NerfScene:
@@ -224,6 +234,19 @@ class RayTask(Task):
     def background(self) -> torch.Tensor:
         """(3,) evaluation background on the task's device."""
         return self.scene.background.to(self.device)
+
+    @property
+    def learns_far_field(self) -> bool:
+        """Whether the far field has a learned colour (``config.far_field``)."""
+        if self.config.far_field != "auto":
+            return self.config.far_field == "learned"
+        return bool(self.source.get("contracted")) and not self.source.get("alpha", False)
+
+    def far_background(self, rays: Rays, background: torch.Tensor) -> torch.Tensor:
+        """(n, 3) learned far-field colour of ``rays``, or ``background`` without one."""
+        if self.model.far_field is None:
+            return background
+        return self.model.far_field(rays.view_directions)
 
     @property
     def eval_indices(self) -> list[int]:
@@ -265,7 +288,10 @@ class RayTask(Task):
 
     # -- Task interface --------------------------------------------------------------------
     def param_groups(self) -> list[ParamGroup]:
-        return self.model.field.param_groups()
+        groups = self.model.field.param_groups()
+        if self.model.far_field is not None:
+            groups += self.model.far_field.param_groups()
+        return groups
 
     def before_step(self, step: int) -> None:
         generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
@@ -342,7 +368,7 @@ class RayTask(Task):
         row = torch.randint(split.cameras.height, (n,), generator=generator,
                             device=generator.device)
         rays = self.scene.rays("train", image, col, row).to(self.device)
-        background = self._train_background(n, generator)
+        background = self.far_background(rays, self._train_background(n, generator))
         target = split.colors[image, row, col].to(self.device)
         if split.alphas is not None:
             target = target + (1.0 - split.alphas[image, row, col].to(self.device)) * background
@@ -404,8 +430,8 @@ class RayTask(Task):
                                     torch.arange(w, device="cpu"), indexing="ij")
         ids = torch.full((h * w,), index, dtype=torch.int64, device="cpu")
         rays = self.scene.camera_rays(cameras, ids, cols.reshape(-1), rows.reshape(-1))
-        parts = [self.render(chunk.to(self.device), self.background) for chunk in
-                 rays.split(self.config.chunk)]
+        parts = [self.render(chunk, self.far_background(chunk, self.background))
+                 for chunk in (c.to(self.device) for c in rays.split(self.config.chunk))]
         rgb = torch.cat([p.rgb for p in parts]).reshape(h, w, 3).clamp(0, 1)
         opacity = torch.cat([p.opacity for p in parts]).reshape(h, w)
         depth = torch.cat([p.depth for p in parts]).reshape(h, w) / opacity.clamp(min=1e-6)
