@@ -85,10 +85,9 @@ class NerfTaskConfig(S3IMOptions):
     """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
     train_background: Literal["random", "white", "black", "scene"] = "random"
     """background behind transparent training pixels (random teaches transparency)"""
-    far_field: Literal["auto", "learned", "none"] = "auto"
-    """colour seen past the scene: learned (a colour per view direction, fields.background),
-    none (the scene's background colour); auto: learned for unbounded (contracted) captures
-    without alpha"""
+    far_field: Literal["learned", "none"] = "none"
+    """colour seen past the scene: learned (a colour per view direction, fields.background;
+    for unbounded captures without alpha), none (the scene's background colour)"""
     render_steps: int = 512
     """samples along the diagonal of the scene box (step size = diagonal / render_steps)"""
     early_stop_eps: float = 1e-4
@@ -170,9 +169,8 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 class RayTask(Task):
     """A radiance field fitted to a posed image collection by volume rendering.
 
-    ``source``: ``{"path", "scene", "aabb", "contracted", "alpha"}``: the scene folder, the
-    :class:`SceneOptions` it is read with, its (2, 3) box, whether it is unbounded and whether
-    its training images have alpha. A head
+    ``source``: ``{"path", "scene", "aabb", "contracted"}``: the scene folder, the
+    :class:`SceneOptions` it is read with, its (2, 3) box and whether it is unbounded. A head
     sets :attr:`geometry` and implements :meth:`build_model`, :meth:`grid_opacity`,
     :meth:`render` and :meth:`render_train`.
     """
@@ -223,8 +221,7 @@ class RayTask(Task):
     def describe(self, scene: NerfScene) -> dict:
         options = scene.options or SceneOptions()
         return {"path": str(Path(scene.source).resolve()), "scene": to_dict(options),
-                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted),
-                "alpha": scene.splits["train"].alphas is not None}
+                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted)}
 
     @property
     def scene(self) -> NerfScene:
@@ -238,9 +235,7 @@ class RayTask(Task):
     @property
     def learns_far_field(self) -> bool:
         """Whether the far field has a learned colour (``config.far_field``)."""
-        if self.config.far_field != "auto":
-            return self.config.far_field == "learned"
-        return bool(self.source.get("contracted")) and not self.source.get("alpha", False)
+        return self.config.far_field == "learned"
 
     def far_background(self, rays: Rays, background: torch.Tensor) -> torch.Tensor:
         """(n, 3) learned far-field colour of ``rays``, or ``background`` without one."""
