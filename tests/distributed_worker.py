@@ -2,9 +2,8 @@
 JSON plan through :func:`fieldfit.run.run_task`, then saves this rank's model state.
 
 ``python -m torch.distributed.run --nproc-per-node 2 tests/distributed_worker.py PLAN.json``;
-the plan is a list of ``{"task", "data", "config", "steps", "out", "resume"}`` (constant
-lr, no periodic checkpoints), and each
-rank writes ``OUT/state_rank{R}.safetensors``.
+the plan is a list of ``{"task", "data", "config", "steps", "out", "resume"}`` (a constant
+lr, no periodic checkpoints), and each rank writes ``OUT/state_rank{R}.safetensors``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
 from fieldfit.fields import to_dict
@@ -52,22 +50,6 @@ def torchrun(*args, nproc: int = 2, options: tuple = ()) -> subprocess.Popen:
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
     _, stderr = proc.communicate(timeout=HANG)
     return proc.returncode, stderr
-
-
-@pytest.fixture(scope="module")
-def png(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "target.png"
-    iio.imwrite(path, (procedural_image(64, 64).numpy() * 255).astype(np.uint8))
-    return path
-
-
-@pytest.fixture(scope="module")
-def cube(tmp_path_factory) -> Path:
-    import trimesh
-
-    path = tmp_path_factory.mktemp("mesh") / "cube.obj"
-    trimesh.creation.box(extents=(1.0, 0.8, 0.6)).export(path)
-    return path
 
 
 def fit_here(name: str, data: Path, out: Path, steps: int, resume: bool = False):
@@ -174,16 +156,22 @@ IMAGE_ARGS = ["--log2-table", "12", "--batch-size", "4096", "--log-every", "1",
               "--checkpoint-every", "5"]
 
 
-def test_a_killed_rank_stops_the_other_with_one_line_and_the_run_resumes(tmp_path, png):
-    out = tmp_path / "run"
-    launcher = torchrun("-m", "fieldfit.cli", "image", png, "--out", out,
-                        *IMAGE_ARGS, "--steps", "100000", "--dist-timeout", "30")
+def kill_rank_1(out: Path, png: Path, *args, options: tuple = ()) -> tuple[int, str]:
+    """Launch ``fieldfit image png --out out ... ARGS`` on 2 ranks, SIGKILL rank 1 once rank
+    0 has a checkpoint past step 12, and wait for the launcher: its exit code and stderr."""
+    launcher = torchrun("-m", "fieldfit.cli", "image", png, "--out", out, *IMAGE_ARGS,
+                        "--dist-timeout", "30", *args, options=options)
     try:
         wait_for_checkpoint(out, launcher, 12)
         os.kill(rank_pid(launcher, 1), signal.SIGKILL)
-        code, stderr = finish(launcher)
+        return finish(launcher)
     finally:
         launcher.kill()
+
+
+def test_a_killed_rank_stops_the_other_with_one_line_and_the_run_resumes(tmp_path, png):
+    out = tmp_path / "run"
+    code, stderr = kill_rank_1(out, png, "--steps", "100000")
     assert code != 0
     lines = [line for line in stderr.splitlines() if line.startswith("fieldfit: error:")]
     assert len(lines) == 1, stderr[-3000:]
@@ -206,15 +194,8 @@ def test_a_killed_rank_stops_the_other_with_one_line_and_the_run_resumes(tmp_pat
 @pytest.mark.slow
 def test_torchrun_restarts_a_failed_run_from_its_checkpoint(tmp_path, png):
     out = tmp_path / "run"
-    launcher = torchrun("-m", "fieldfit.cli", "image", png, "--out", out,
-                        *IMAGE_ARGS, "--batch-size", "16384", "--steps", "150",
-                        "--dist-timeout", "30", options=("--max-restarts", "1"))
-    try:
-        wait_for_checkpoint(out, launcher, 12)
-        os.kill(rank_pid(launcher, 1), signal.SIGKILL)
-        code, stderr = finish(launcher)
-    finally:
-        launcher.kill()
+    code, stderr = kill_rank_1(out, png, "--steps", "150", "--batch-size", "16384",
+                               options=("--max-restarts", "1"))
     assert code == 0, stderr[-3000:]
     resumed = re.search(r"resumed from .* at step (\d+)", stderr)
     assert resumed and int(resumed[1]) >= 10, stderr[-3000:]
