@@ -209,6 +209,8 @@ class Trainer:
     # -- safe checkpoints: never a non-finite state, never a false "last good" -----------
     def last_good(self) -> str:
         """Where the last good checkpoint is, for error messages."""
+        if not self.main:  # rank 0 writes them
+            return f"rank 0's last good checkpoint: {self.checkpoint_path}"
         if self.saved_step is None:
             return "no checkpoint was written"
         return f"last good checkpoint: {self.checkpoint_path} (step {self.saved_step})"
