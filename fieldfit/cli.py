@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 import sys
 
@@ -81,6 +82,9 @@ def _parse(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="fieldfit: %(message)s", stream=sys.stderr)
+    if os.environ.get("RANK", "0") != "0":  # torchrun's other ranks: warnings and errors only
+        logging.getLogger("fieldfit").setLevel(logging.WARNING)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     try:
         command = _parse(argv)
     except SystemExit as exit_:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tyro
 
+from . import distributed
 from .checkpoint import CHECKPOINT_NAME
 from .errors import UserError
 from .interrupts import Interrupted
@@ -110,16 +111,45 @@ def run_task(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool 
     A folder that already holds a run is continued with ``resume`` or replaced with
     ``overwrite``; otherwise it is left untouched and the call fails. One run at a time may
     use a folder (:func:`run_lock`).
+
+    Under torchrun rank 0 alone prepares, locks and writes the folder; the other ranks wait
+    for its verdict (rank 0's error, if any, stops them too), resume from the same
+    checkpoint and fit. A rank restarted by ``torchrun --max-restarts`` resumes from the
+    checkpoint when there is one.
     """
-    out = prepare_out_dir(out)
-    with run_lock(out):
-        return _run_locked(task, trainer_config, out, resume, overwrite, progress, inputs,
-                           hooks)
+    out = Path(out)
+    resume = resume or (distributed.restarted() and (out / CHECKPOINT_NAME).exists())
+    if not distributed.is_main():
+        return _follow(task, trainer_config, out, resume)
+    with contextlib.ExitStack() as stack:
+        try:
+            out = prepare_out_dir(out)
+            stack.enter_context(run_lock(out))
+            trainer = _prepare(task, trainer_config, out, resume, overwrite, progress, inputs,
+                               hooks)
+        except UserError as err:
+            distributed.broadcast_object(str(err))
+            raise
+        distributed.broadcast_object(None)
+        return _fit_and_write(trainer, task, out)
 
 
-def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool,
-                overwrite: bool, progress: bool, inputs: tuple[Path, ...],
-                hooks: Sequence[Hook]) -> dict:
+def _follow(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool) -> dict:
+    """A rank other than 0: once rank 0 has prepared ``out``, resume from its checkpoint (a
+    folder every rank sees) and fit; writes nothing."""
+    trainer = Trainer(task, trainer_config, out, progress=False)
+    error = distributed.broadcast_object(None)
+    if error is not None:
+        raise UserError(error)
+    if resume:
+        trainer.resume(out / CHECKPOINT_NAME)
+    return trainer.fit()
+
+
+def _prepare(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool,
+             overwrite: bool, progress: bool, inputs: tuple[Path, ...],
+             hooks: Sequence[Hook]) -> Trainer:
+    """The trainer of a fresh, resumed or replaced run in the locked folder ``out``."""
     remove_orphans(out)
     existing = out / CHECKPOINT_NAME
     if existing.exists() and not (resume or overwrite):
@@ -140,6 +170,12 @@ def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bo
         existing.unlink(missing_ok=True)  # --overwrite: no stale "last good" checkpoint
     write_json(out / "config.json",
                trainer.meta() | {"step": None, "elapsed": None, "inputs": digests})
+    return trainer
+
+
+def _fit_and_write(trainer: Trainer, task: Task, out: Path) -> dict:
+    """Fit, then write the task's outputs, metrics.json and the training curve."""
+    metrics_log = out / "metrics.jsonl"
     try:
         result = trainer.fit()
     except KeyboardInterrupt as err:  # Interrupted (a signal) or raised by other code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 
 from fieldfit.fields import to_dict
 
+from . import distributed
 from .checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
@@ -74,6 +76,9 @@ class TrainerConfig:
     """where the run computes: auto (CUDA when available, else CPU), cpu, cuda or cuda:N"""
     precision: Precision = "fp32"
     """fp32, or mixed: float16 autocast of the MLPs with loss scaling (CUDA only)"""
+    dist_timeout: float = 300.0
+    """under torchrun: seconds a rank waits for its peers in a collective before it stops
+    with an error (also bounds rank 0's lone evaluations of image and SDF runs)"""
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 0:
@@ -88,11 +93,15 @@ class TrainerConfig:
         for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
+        if not 0 < self.dist_timeout < math.inf:
+            raise UserError(f"--dist-timeout {self.dist_timeout}: must be > 0 and finite")
 
     def resolved_device(self) -> torch.device:
-        """The ``--device`` of this run, checked against ``--precision``."""
-        device = resolve_device(self.device)
+        """The ``--device`` of this run, checked against ``--precision``; under torchrun, the
+        rank's GPU, once the rank has joined the process group (nccl on CUDA, else gloo)."""
+        device = distributed.local_device(resolve_device(self.device))
         check_precision(self.precision, device)
+        distributed.join(distributed.backend_for(device), self.dist_timeout)
         return device
 
     @property
@@ -111,6 +120,11 @@ class Trainer:
 
     The samplers draw from one CPU generator (the ``batches`` stream of the seed), whatever
     the device, so a run resumes on another device with the same batches.
+
+    Under torchrun every rank runs this loop on the same generator (each task trains on its
+    rank's share of the global batch), the gradients are averaged over the ranks before each
+    optimiser step (:class:`~fieldfit.distributed.GradientAverager`) and the logged terms
+    too; rank 0 alone logs, writes checkpoints and runs the hooks.
     """
 
     def __init__(self, task: Task, config: TrainerConfig, out_dir: Path, progress: bool = True,
@@ -133,6 +147,10 @@ class Trainer:
         # fused: one kernel over all parameters (CPU and CUDA), ~10x faster than the default
         # loop on a CPU
         self.optimizer = torch.optim.Adam(groups, betas=config.betas, eps=config.eps, fused=True)
+        self.main = distributed.is_main()
+        self.averager: distributed.GradientAverager | None = None
+        if distributed.world_size() > 1:
+            self.averager = distributed.GradientAverager([p for g in groups for p in g["params"]])
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.step = 0
         self.elapsed = 0.0
@@ -191,6 +209,8 @@ class Trainer:
     # -- safe checkpoints: never a non-finite state, never a false "last good" -----------
     def last_good(self) -> str:
         """Where the last good checkpoint is, for error messages."""
+        if not self.main:  # rank 0 writes them
+            return f"rank 0's last good checkpoint: {self.checkpoint_path}"
         if self.saved_step is None:
             return "no checkpoint was written"
         return f"last good checkpoint: {self.checkpoint_path} (step {self.saved_step})"
@@ -224,9 +244,11 @@ class Trainer:
         self.saved_step = step
 
     def checkpoint(self) -> None:
-        """Write the current state if it is finite (see :meth:`_snapshot`, :meth:`_write`)."""
+        """Write the current state if it is finite (see :meth:`_snapshot`, :meth:`_write`);
+        rank 0 writes, the other ranks hold the same state."""
         self._pending = None
-        self._write(*self._snapshot())
+        if self.main:
+            self._write(*self._snapshot())
 
     def _check_final_loss(self) -> None:
         """UserError unless the final state gives a finite training loss (on a copy of the
@@ -235,9 +257,17 @@ class Trainer:
         buffers = {name: b.clone() for name, b in self.task.model.named_buffers()}
         loss = self.task.train_step(self.step, probe)["loss"].detach()
         self.task.model.load_state_dict(buffers, strict=False)  # e.g. NeRF's adaptive ray count
-        if not torch.isfinite(loss):
+        loss = distributed.mean_values({"loss": loss.item()})["loss"]
+        if not math.isfinite(loss):
             raise UserError(f"training diverged at step {self.step}: the final field gives "
-                            f"loss {loss.item()}; {self.last_good()} (try a lower lr)")
+                            f"loss {loss}; {self.last_good()} (try a lower lr)")
+
+    def _evaluate(self) -> dict[str, float]:
+        """The task's evaluation on every rank: sharded over the ranks by tasks that can
+        (``Task.sharded_evaluation``), else run by rank 0 and sent to the others."""
+        if self.task.sharded_evaluation or distributed.world_size() == 1:
+            return self.task.evaluate()
+        return distributed.broadcast_object(self.task.evaluate() if self.main else None)
 
     def _check_result(self, result: dict) -> None:
         bad = {k: v for k, v in result.items() if isinstance(v, float) and math.isnan(v)}
@@ -272,18 +302,22 @@ class Trainer:
         """One optimiser step on ``loss`` (with loss scaling under mixed precision); a loss
         that reaches no parameter (e.g. every ray missed the occupied cells) steps nothing."""
         self.optimizer.zero_grad(set_to_none=True)
-        if not loss.requires_grad:
+        if loss.requires_grad:
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        elif self.averager is None:
             return
+        if self.averager is not None and not self.averager.average():
+            return  # no rank's loss reached a parameter
         if self.scaler is None:
-            loss.backward()
             self.optimizer.step()
         else:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
+        if not self.main:
+            return
         try:
             append_jsonl(self.out_dir / "metrics.jsonl", record)
         except OSError as err:
@@ -300,9 +334,20 @@ class Trainer:
         from tqdm import tqdm
 
         c = self.config
-        bar = tqdm(total=c.total_steps, initial=self.step, disable=not self.progress,
-                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=c.total_steps, initial=self.step,
+                   disable=not (self.progress and self.main), unit="step", dynamic_ncols=True,
+                   mininterval=1.0)
         self.task.model.train()
+        try:
+            if self.averager is not None:  # rank 0's state (fresh or resumed) on every rank
+                distributed.broadcast_module(self.task.model)
+            return self._fit(bar)
+        except distributed.PeerLost as err:
+            bar.close()
+            raise UserError(f"{err} at step {self.step}; {self.last_good()}") from None
+
+    def _fit(self, bar) -> dict[str, float]:
+        c = self.config
         with StopSignals() as stop:
             while not self._done() and stop.signum is None:
                 t0 = time.perf_counter()
@@ -313,6 +358,11 @@ class Trainer:
                 with autocast(self.device, c.precision):
                     terms = self.task.train_step(self.step, self.generator)
                 values = host_values(terms)
+                if self.averager is not None:  # the global batch's terms; one stop for all
+                    values = distributed.mean_values(
+                        {**values, "stop": float(stop.signum is not None)})
+                    if values.pop("stop") and stop.signum is None:
+                        stop.signum = signal.SIGTERM
                 if not math.isfinite(values["loss"]):
                     bar.close()
                     raise UserError(f"loss became {values['loss']} at step {self.step}; "
@@ -323,9 +373,11 @@ class Trainer:
                 self._optimise(terms["loss"])
                 self.step += 1
                 self.elapsed += time.perf_counter() - t0
+                if self.averager is not None:  # one clock for the --seconds budget
+                    self.elapsed = distributed.mean_values({"t": self.elapsed})["t"]
                 if "mse" in values:
                     values["psnr"] = psnr_from_mse(values["mse"])
-                for hook in self.hooks:
+                for hook in self.hooks if self.main else ():
                     hook(self)
                 bar.update(1)
                 if self.step % max(c.log_every, 1) == 0 or self._done():
@@ -337,9 +389,9 @@ class Trainer:
                                "lr_factor": factor, **values})
                 if c.eval_every and self.step % c.eval_every == 0 and not self._done():
                     self._log({"step": self.step, "time": round(self.elapsed, 3),
-                               "eval": self.task.evaluate()})
+                               "eval": self._evaluate()})
                     self.task.model.train()
-                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.main:
                     self._pending = self._snapshot()
             bar.close()
             if stop.signum is not None:
@@ -347,15 +399,23 @@ class Trainer:
                 self.checkpoint()
                 raise Interrupted(stop.signum, f"stopped at step {self.step}; checkpoint "
                                   f"saved: {self.checkpoint_path}")
-        final = self._snapshot()
+        final = self._snapshot() if self.main else None
         self._check_final_loss()
-        result = self.task.evaluate()
+        result = self._evaluate()
         self._check_result(result)
-        self._write(*final)
+        if final is not None:
+            self._write(*final)
         self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
-        log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed, steps_per_s)
-        return {**result, "steps": self.step, "seconds": self.elapsed, "steps_per_s": steps_per_s}
+        if self.main:
+            log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed,
+                     steps_per_s)
+        extra = {}
+        if self.averager is not None:
+            extra = {"ranks": distributed.world_size(),
+                     "allreduce_s_per_step": self.averager.seconds / max(self.averager.calls, 1)}
+        return {**result, "steps": self.step, "seconds": self.elapsed, "steps_per_s": steps_per_s,
+                **extra}
 
 
 def _without_path(task_config: dict | None) -> dict | None:

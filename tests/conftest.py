@@ -21,6 +21,28 @@ def shared_data(relative: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def png(tmp_path_factory) -> Path:
+    """A 64 x 64 procedural image as a PNG file."""
+    import imageio.v3 as iio
+    import numpy as np
+    from fieldfit.scenes import procedural_image
+
+    path = tmp_path_factory.mktemp("img") / "target.png"
+    iio.imwrite(path, (procedural_image(64, 64).numpy() * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cube(tmp_path_factory) -> Path:
+    """A 1 x 0.8 x 0.6 box as an OBJ file."""
+    import trimesh
+
+    path = tmp_path_factory.mktemp("mesh") / "cube.obj"
+    trimesh.creation.box(extents=(1.0, 0.8, 0.6)).export(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def procedural_scene(tmp_path_factory) -> Path:
     """A small generated Blender-format scene (32 x 32 images), written once per session."""
     from fieldfit.scenes import write_procedural_scene

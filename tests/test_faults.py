@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
 from fieldfit.scenes import procedural_image
@@ -92,22 +90,6 @@ def _kernels_built():
         load_kernels()
     except RuntimeError:
         pass  # no compiler: the runs use the torch backend
-
-
-@pytest.fixture(scope="module")
-def png(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "target.png"
-    iio.imwrite(path, (procedural_image(64, 64).numpy() * 255).astype(np.uint8))
-    return path
-
-
-@pytest.fixture(scope="module")
-def cube(tmp_path_factory) -> Path:
-    import trimesh
-
-    path = tmp_path_factory.mktemp("mesh") / "cube.obj"
-    trimesh.creation.box(extents=(1.0, 0.8, 0.6)).export(path)
-    return path
 
 
 IMAGE = ["--log2-table", "12", "--batch-size", "4096"]

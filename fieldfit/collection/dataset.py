@@ -24,7 +24,6 @@ import os
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from fieldfit.fields import from_dict, to_dict
 from fieldfit.scenes.meshes import load_mesh
 from fieldfit.scenes.shape_collection import CollectionShape, scan_collection
 
+from .. import distributed
 from ..errors import UserError
 from ..io import atomic_write, prepare_out_dir, write_json
 from .fit import FitRecipe, evaluate_shape, fit_batch, make_pool
@@ -44,25 +44,16 @@ FORMAT_VERSION = 1
 INDEX, RECIPE = "index.json", "recipe.json"
 
 
+COLLECTION_TIMEOUT_S = 7 * 24 * 3600.0
+"""ranks wait for the slowest at the final barrier: allow a long collection"""
+
+
 def distributed_rank() -> tuple[int, int]:
-    """(rank, world_size); joins torchrun's process group when WORLD_SIZE is set, otherwise
+    """(rank, world_size); joins torchrun's process group when launched by it, otherwise
     (0, 1). The group only synchronises ranks (barriers) and fitting runs on the CPU, so it is
     gloo on every machine."""
-    if "WORLD_SIZE" not in os.environ:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        # ranks wait for the slowest at the final barrier: allow a long collection
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    distributed.join("gloo", COLLECTION_TIMEOUT_S)
+    return distributed.rank(), distributed.world_size()
 
 
 def shape_seed(shape_id: str, seed: int) -> int:
@@ -89,7 +80,7 @@ def _check_recipe(out: Path, recipe: FitRecipe, rank: int) -> None:
     wanted = to_dict(recipe)
     if rank == 0 and not path.exists():
         write_json(path, wanted)
-    _barrier()
+    distributed.barrier()
     if json.loads(path.read_text()) != wanted:
         raise UserError(f"{out}: holds a collection fitted with another recipe ({path}); use a "
                         f"new --out or the same options")
@@ -143,10 +134,10 @@ def fit_collection(root: Path, out: Path, recipe: FitRecipe, options: FitOptions
         bar.update(len(batch))
         bar.set_postfix_str(f"{60 * n_new / (time.perf_counter() - start):.1f} shapes/min")
     bar.close()
-    _barrier()
+    distributed.barrier()
     if rank == 0:
         write_json(out / INDEX, _merge(root, out, shapes, recipe))
-    _barrier()
+    distributed.barrier()
     return json.loads((out / INDEX).read_text())
 
 

@@ -29,6 +29,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     config_type: ClassVar[type]
+    sharded_evaluation: ClassVar[bool] = False
+    """under torchrun, :meth:`evaluate` is called on every rank and splits its work across
+    them (else rank 0 evaluates alone)"""
     model: nn.Module
     field_config: FieldConfig
 

@@ -14,6 +14,7 @@ from fieldfit.fields import FieldConfig, PresetContext, field_preset, image_weig
 from fieldfit.losses import S3IMOptions, parse_loss
 from fieldfit.scenes import ImageTarget, load_image, sample_pixels
 
+from .. import distributed
 from ..errors import UserError
 from ..io import write_image, write_json
 from ..metrics import psnr, ssim
@@ -31,7 +32,7 @@ class ImageTaskConfig(S3IMOptions):
     backend: str = "auto"
     """hash-grid backend: auto, torch, ..."""
     batch_size: int = 2**16
-    """pixels per step"""
+    """pixels per step (under torchrun: of all ranks together, split evenly)"""
     loss: str = "mse"
     """loss terms joined by '+', e.g. mse, relative_l2, mse+s3im"""
     eval_chunk: int = 2**16
@@ -70,7 +71,8 @@ class ImageTask(Task):
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=2,
                                                                         out_dims=channels))
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
-                               batch_size=config.batch_size)
+                               batch_size=distributed.check_share(config.batch_size,
+                                                                  "--batch-size"))
 
     @classmethod
     def load_data(cls, source: dict, config: ImageTaskConfig) -> ImageTarget:
@@ -113,10 +115,11 @@ class ImageTask(Task):
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         coords, values = self._pixels
-        index = sample_pixels(len(values), self.config.batch_size, generator).to(self.device)
+        index = sample_pixels(len(values), self.config.batch_size, generator)
+        index = distributed.share(index).to(self.device)  # this rank's slice of the batch
         pred = self.model(coords[index])
         target = values[index]
-        total, terms = self.loss(pred, target, generator)
+        total, terms = self.loss(pred, target, distributed.rank_generator(generator, step))
         out = {"loss": total, **terms}
         if "mse" not in out:
             out["mse"] = torch.mean((pred.detach() - target) ** 2)

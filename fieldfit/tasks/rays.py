@@ -48,6 +48,7 @@ from fieldfit.renderers import (
 from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
+from .. import distributed
 from ..io import write_image, write_json
 from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
@@ -78,7 +79,8 @@ class NerfTaskConfig(S3IMOptions):
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
     samples_per_step: int = 2**16
     """target field queries per step (density queries that choose the samples, plus the
-    rendered samples); the number of rays adapts to it"""
+    rendered samples; under torchrun: of all ranks together); the number of rays adapts to
+    it"""
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"
@@ -176,6 +178,7 @@ class RayTask(Task):
     """
 
     config_type = NerfTaskConfig
+    sharded_evaluation = True  # the test views are split across the ranks
     geometry: ClassVar[str]
     """the ``--geometry`` this head fits (density, sdf)"""
     view_dependent = True
@@ -201,8 +204,9 @@ class RayTask(Task):
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
                                options=config)
+        # each rank's share of the rays must tile the loss terms' batches (S3IM's patches)
         self.ray_multiple = math.lcm(*(getattr(t.fn, "batch_multiple", 1)
-                                       for t in self.loss.terms))
+                                       for t in self.loss.terms)) * distributed.world_size()
         self._eval_indices: list[int] | None = None
         self._reset: list[nn.Parameter] = []  # re-initialised by place_kernels
         self._version = 0  # bumped by every training step; keys the cached evaluation
@@ -289,12 +293,17 @@ class RayTask(Task):
         return groups
 
     def before_step(self, step: int) -> None:
-        generator = torch.Generator().manual_seed(step)  # a resumed run repeats it
-        self.model.grid.maybe_update(step, lambda x: self.grid_opacity(x, generator))
+        """Occupancy updates and kernel placement, seeded by ``step`` (a resumed run repeats
+        them); under torchrun every rank computes them and rank 0's result is sent to all,
+        so the grid and kernels stay identical even where ranks' arithmetic differs."""
+        generator = torch.Generator().manual_seed(step)
+        if self.model.grid.maybe_update(step, lambda x: self.grid_opacity(x, generator)):
+            distributed.broadcast_module(self.model.grid)
         if step == self.config.kernel_placement_step \
                 and self.model.field.geometry.adaptive_modules() \
                 and not bool(self.model.kernels_placed):
             self.place_kernels(generator)
+            distributed.broadcast_module(self.model)
 
     def take_reset_parameters(self) -> list[nn.Parameter]:
         params, self._reset = self._reset, []
@@ -357,25 +366,35 @@ class RayTask(Task):
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self._version += 1
         split = self.scene.splits["train"]
-        n = int(self.model.rays_per_step)
+        m = self.ray_multiple
+        n = max(int(self.model.rays_per_step) // m * m, m)  # of all ranks together
         image = torch.randint(len(split), (n,), generator=generator, device=generator.device)
         col = torch.randint(split.cameras.width, (n,), generator=generator, device=generator.device)
         row = torch.randint(split.cameras.height, (n,), generator=generator,
                             device=generator.device)
+        background = self._train_background(n, generator)
+        if background.dim() == 2:  # one random colour per ray
+            background = distributed.share(background)
+        image, col, row = (distributed.share(x) for x in (image, col, row))  # this rank's rays
         rays = self.scene.rays("train", image, col, row).to(self.device)
-        background = self.far_background(rays, self._train_background(n, generator))
+        background = self.far_background(rays, background)
         target = split.colors[image, row, col].to(self.device)
         if split.alphas is not None:
             target = target + (1.0 - split.alphas[image, row, col].to(self.device)) * background
-        out, regularisers = self.render_train(rays, background, generator, step)
-        total, terms = self.loss(out.rgb, target, generator)
+        local = distributed.rank_generator(generator, step)
+        out, regularisers = self.render_train(rays, background, local, step)
+        total, terms = self.loss(out.rgb, target, local)
         for name, (weight, value) in regularisers.items():
             terms[name] = value
             if weight is not None:
                 total = total + weight * value
-        self._adapt_ray_count(n, out.n_samples + out.n_queries)
-        counts = torch.tensor([n, out.n_samples, out.n_queries], dtype=torch.float32,
-                              device="cpu")  # host numbers: logged without a device sync
+        # host numbers (logged without a device sync), summed over the ranks: the ray count
+        # adapts to the queries of the whole step
+        counts = distributed.all_sum(torch.tensor([n, out.n_samples, out.n_queries],
+                                                  dtype=torch.float64, device="cpu"))
+        counts[0] = n
+        self._adapt_ray_count(n, int(counts[1] + counts[2]))
+        counts = counts.float()
         result = {"loss": total, **terms, "rays": counts[0], "samples": counts[1],
                   "queries": counts[2]}
         if "mse" not in result:
@@ -440,12 +459,16 @@ class RayTask(Task):
         split = self.scene.splits["test"]
         truth = split.composited(self.scene.background)
         views = []
-        for i in self.eval_indices:
+        rank, world = distributed.rank(), distributed.world_size()
+        for i in self.eval_indices[rank::world]:  # this rank's views, then everyone's
             view = self.render_view(split.cameras, i)
             pred = torch.from_numpy(view["rgb"])
             view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
                         depth_image=colorize_depth(view["depth"], view["opacity"] > 0.5))
             views.append(view)
+        if world > 1:
+            views = sorted((v for part in distributed.all_gather_objects(views) for v in part),
+                           key=lambda v: self.eval_indices.index(v["index"]))
         self._cached = (key, views)
         return views
 

@@ -18,6 +18,7 @@ from fieldfit.renderers.mesh import extract_mesh
 from fieldfit.renderers.mesh_image import shade_mesh
 from fieldfit.scenes.meshes import BOX, MeshTransform, SdfMesh, SdfSamples, load_mesh, sample_sdf
 
+from .. import distributed
 from ..errors import UserError
 from ..io import write_image, write_json, write_mesh
 from ..mesh_metrics import occupancy_iou, surface_metrics
@@ -49,7 +50,7 @@ class SdfTaskConfig:
     grid cells between surface samples unconstrained: on the bunny, 2^20 points stop at IoU
     0.9990, 2^23 reach 0.9993 in the same 5 minutes"""
     batch_size: int = 2**14
-    """points per step"""
+    """points per step (under torchrun: of all ranks together, split evenly)"""
     loss: Literal["mape", "l1", "bce"] = "mape"
     """data term: mape |d - g| / (|g| + 0.01) (NeuRBF), l1, or bce on the clipped SDF
     (tri-plane paper; the field then outputs a logit whose zero level is the surface)"""
@@ -110,6 +111,7 @@ class SdfTask(Task):
                  device: torch.device | str | None = None, source: dict | None = None,
                  field_config: FieldConfig | None = None):
         super().__init__(mesh, config, device, source)
+        distributed.check_share(config.batch_size, "--batch-size")
         ctx = PresetContext(task="sdf", dims=3, max_res=config.max_res,
                             log2_table=config.log2_table, backend=config.backend,
                             budget=config.budget, out_dims=1)
@@ -176,7 +178,7 @@ class SdfTask(Task):
         samples = self.samples
         index = torch.randint(0, len(samples.sdf), (c.batch_size,), generator=generator,
                               device=generator.device)
-        index = index.to(self.device)
+        index = distributed.share(index).to(self.device)  # this rank's slice of the batch
         x, target = samples.points[index], samples.sdf[index]
         if c.eikonal_weight > 0 or c.normal_weight > 0:
             pred, grad = spatial_gradient(self.sdf, x, c.gradient, c.fd_step)
@@ -193,6 +195,8 @@ class SdfTask(Task):
                 terms["normal"] = normal_alignment(grad[on_surface],
                                                    samples.normals[index[on_surface]])
                 total = total + c.normal_weight * terms["normal"]
+            elif distributed.world_size() > 1:  # every rank logs the same terms
+                terms["normal"] = torch.zeros((), device=self.device)
         return {"loss": total, **terms}
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from .. import distributed
 from ..errors import UserError
 
 log = logging.getLogger("fieldfit")
@@ -66,8 +67,9 @@ class ViewerOptions(ServerOptions):
     @contextlib.contextmanager
     def live(self, task, out: Path) -> Iterator[tuple]:
         """The trainer hooks of a live viewer of ``task`` (a NerfTask) writing into ``out``,
-        served while the block runs (no hooks when ``--viewer`` is off)."""
-        if not self.viewer:
+        served while the block runs (no hooks when ``--viewer`` is off, nor on torchrun's
+        ranks other than 0)."""
+        if not self.viewer or not distributed.is_main():
             yield ()
             return
         from .server import SceneViewer
