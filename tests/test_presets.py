@@ -154,5 +154,5 @@ def test_cli_field_and_params(tmp_path):
 
 
 def test_presets_refuse_an_unknown_task():
-    with pytest.raises(ValueError, match="not 'video'"):
-        PresetContext(task="video", dims=3)
+    with pytest.raises(ValueError, match="not 'audio'"):
+        PresetContext(task="audio", dims=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from ..io import write_image, write_json
 from ..metrics import psnr, ssim
 from .base import Task
 
+DEFAULT_BATCH = 2**16
+"""pixels per step of fields whose preset recommends none"""
+
 
 @dataclass
 class ImageTaskConfig(S3IMOptions):
@@ -30,8 +33,10 @@ class ImageTaskConfig(S3IMOptions):
     """hash-table size of grid-based fields"""
     backend: str = "auto"
     """hash-grid backend: auto, torch, ..."""
-    batch_size: int = 2**16
-    """pixels per step"""
+    cam: Literal["none", "point"] = "none"
+    """CAM on the field's decoder: modulated over the pixel position"""
+    batch_size: int | None = None
+    """pixels per step (default: the field preset's, else 65536)"""
     loss: str = "mse"
     """loss terms joined by '+', e.g. mse, relative_l2, mse+s3im"""
     eval_chunk: int = 2**16
@@ -40,7 +45,7 @@ class ImageTaskConfig(S3IMOptions):
     """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.params is not None and self.params < 1:
             raise ValueError(f"--params {self.params}: must be >= 1")
@@ -64,13 +69,14 @@ class ImageTask(Task):
         height, width, channels = self.source["shape"]
         ctx = PresetContext(task="image", dims=2, max_res=max(height, width),
                             log2_table=config.log2_table, backend=config.backend,
-                            budget=config.params, out_dims=channels)
+                            budget=config.params, out_dims=channels, cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.shape = (height, width, channels)
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=2,
                                                                         out_dims=channels))
+        self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
-                               batch_size=config.batch_size)
+                               batch_size=self.batch_size)
 
     @classmethod
     def load_data(cls, source: dict, config: ImageTaskConfig) -> ImageTarget:
@@ -113,7 +119,7 @@ class ImageTask(Task):
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         coords, values = self._pixels
-        index = sample_pixels(len(values), self.config.batch_size, generator).to(self.device)
+        index = sample_pixels(len(values), self.batch_size, generator).to(self.device)
         pred = self.model(coords[index])
         target = values[index]
         total, terms = self.loss(pred, target, generator)
