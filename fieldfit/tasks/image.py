@@ -45,12 +45,17 @@ class ImageTaskConfig(S3IMOptions):
     """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.params is not None and self.params < 1:
-            raise ValueError(f"--params {self.params}: must be >= 1")
-        if self.eval_chunk < 1:
-            raise ValueError(f"--eval-chunk {self.eval_chunk}: must be >= 1")
+        check_pixel_options(self.batch_size, self.params, self.eval_chunk)
+
+
+def check_pixel_options(batch_size: int | None, params: int | None, eval_chunk: int) -> None:
+    """ValueError naming the option when a pixel-fitting size (image or video) is < 1."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: must be >= 1")
+    if params is not None and params < 1:
+        raise ValueError(f"--params {params}: must be >= 1")
+    if eval_chunk < 1:
+        raise ValueError(f"--eval-chunk {eval_chunk}: must be >= 1")
 
 
 class ImageTask(Task):

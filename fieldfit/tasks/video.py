@@ -20,6 +20,7 @@ from ..io import write_json
 from ..media import write_video
 from ..metrics import psnr
 from .base import Task
+from .image import check_pixel_options
 
 DEFAULT_BATCH = 2**16
 """pixels per step of fields whose preset recommends none"""
@@ -53,12 +54,7 @@ class VideoTaskConfig:
     def __post_init__(self) -> None:
         if self.frames < 0 or self.fps < 0:
             raise ValueError("--frames and --fps must be >= 0")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.params is not None and self.params < 1:
-            raise ValueError(f"--params {self.params}: must be >= 1")
-        if self.eval_chunk < 1:
-            raise ValueError(f"--eval-chunk {self.eval_chunk}: must be >= 1")
+        check_pixel_options(self.batch_size, self.params, self.eval_chunk)
 
 
 class VideoTask(Task):
