@@ -5,6 +5,10 @@ machine noted.
 
     python scripts/bench_video.py                          # the procedural clip
     python scripts/bench_video.py --clip CLIP.mp4 --frames 30 --seconds 120 --params 200000
+    python scripts/bench_video.py --steps 200 --batch-size 8192   # equal steps and samples
+
+On a loaded machine an equal-time budget measures the load; ``--steps`` gives every field
+the same number of steps instead.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ class Args:
     params: int = 60_000
     """parameter budget every field is sized to"""
     seconds: float = 60.0
-    """training time per field"""
+    """training time per field (ignored with --steps)"""
+    steps: int = 0
+    """train every field for this many steps instead of --seconds (0: --seconds)"""
+    batch_size: int | None = None
+    """pixels per step of every field (default: each preset's)"""
     threads: int = 0
     """torch threads (0: torch's default)"""
     out: Path = Path("bench_out/video")
@@ -56,10 +64,12 @@ def main(args: Args) -> None:
     target = load_clip(args)
     rows = []
     for field in args.fields:
-        task = build_task(VideoTask, target, VideoTaskConfig(field=field, params=args.params),
-                          torch.device("cpu"), seed=0)
-        result = run_task(task, TrainerConfig(seconds=args.seconds), args.out / field,
-                          overwrite=True, progress=False)
+        task = build_task(VideoTask, target, VideoTaskConfig(
+            field=field, params=args.params, batch_size=args.batch_size), torch.device("cpu"),
+            seed=0)
+        budget = TrainerConfig(steps=args.steps) if args.steps else TrainerConfig(
+            seconds=args.seconds)
+        result = run_task(task, budget, args.out / field, overwrite=True, progress=False)
         rows.append({"field": field, **{k: result[k] for k in COLUMNS[1:]}})
         print(rows[-1], flush=True)
     report("bench_video", rows, COLUMNS, args.out,
