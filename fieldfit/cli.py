@@ -22,10 +22,12 @@ from .commands.nerf import NerfCommand
 from .commands.process import ProcessCommand
 from .commands.render import RenderCommand
 from .commands.sdf import SdfCommand
+from .commands.video import VideoCommand
 from .commands.view import ViewCommand
 
 COMMANDS = {
     "image": ImageCommand,
+    "video": VideoCommand,
     "sdf": SdfCommand,
     "mesh": MeshCommand,
     "nerf": NerfCommand,
@@ -64,7 +66,7 @@ def _parse(argv: list[str]):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             return tyro.extras.subcommand_cli_from_dict(
                 COMMANDS, prog="fieldfit", args=argv,
-                description="fieldfit: fit neural fields to images, SDFs and posed photos.")
+                description="fieldfit: fit neural fields to images, video, SDFs and posed photos.")
     except ValueError as error:  # a config's own validation (e.g. --steps -3)
         if debug:
             raise

@@ -27,6 +27,7 @@ from .io import (
 )
 from .plots import plot_training_curve
 from .tasks.base import Task
+from .time_budget import short_budget_warning
 from .trainer import Hook, Trainer, TrainerConfig
 
 log = logging.getLogger("fieldfit")
@@ -158,6 +159,7 @@ def _prepare(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool,
     if resume and not existing.exists():
         raise UserError(f"--resume: {existing} does not exist")
     digests = input_digests(inputs)
+    hooks = (*hooks, short_budget_warning(task.field_config.min_steps))
     trainer = Trainer(task, trainer_config, out, progress=progress, hooks=hooks)
     metrics_log = out / "metrics.jsonl"
     if resume:

@@ -3,9 +3,10 @@ are ``Linear -> normalise -> gamma(c) * h + beta(c) -> activation``.
 
 Normalisation is per point across the channels, without parameters (LayerNorm without affine).
 gamma and beta are read by bilinear (trilinear in 3D) interpolation, ``align_corners=True`` with
-border padding, from small grids over the modulation coordinate c: the decoder's ``cond``
-(the normalised point by default, so pixel positions for images) or a view direction as
-(azimuth, elevation). gamma starts at 1 and beta at 0.
+border padding, from small grids over the modulation coordinate c: the normalised point (pixel
+positions for images), its last axis (time, for video and dynamic scenes) or the view direction
+handed to the decoder as ``cond``, as (azimuth, elevation). gamma starts at 1 and beta at 0, so
+an untrained CAM decoder computes its MLP with normalised hidden layers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from .field import ParamGroup
 from .mlp import MLP, MLPConfig
 
-COORDINATES = ("cond", "direction")
+COORDINATES = ("point", "time", "direction")
 
 
 def direction_to_unit_square(directions: torch.Tensor) -> torch.Tensor:
@@ -42,9 +43,9 @@ class CAMConfig:
     """the modulated MLP"""
     grid_shape: tuple[int, ...] = (32, 32)
     """modulation grid resolution along each coordinate of c (1 to 3 coordinates)"""
-    coordinate: str = "cond"
-    """c: cond (as given, in [0, 1]; the normalised point by default) or direction (unit
-    view directions in cond, mapped to azimuth and elevation)"""
+    coordinate: str = "point"
+    """c: point (the normalised point, in [0, 1]^dims), time (its last axis) or direction (the
+    unit view directions in cond, mapped to azimuth and elevation)"""
     per_channel: bool = False
     """gamma and beta per channel instead of one scalar per point"""
     grid_lr_mult: float = 10.0
@@ -61,6 +62,8 @@ class CAMConfig:
             raise ValueError(f"cam: coordinate {self.coordinate!r}; choose from {COORDINATES}")
         if self.coordinate == "direction" and len(self.grid_shape) != 2:
             raise ValueError("cam: coordinate 'direction' needs a 2D grid_shape")
+        if self.coordinate == "time" and len(self.grid_shape) != 1:
+            raise ValueError("cam: coordinate 'time' needs a 1D grid_shape")
         if self.mlp.n_hidden < 1:
             raise ValueError("cam: the MLP needs at least one hidden layer")
 
@@ -69,7 +72,8 @@ class CAMConfig:
 
 
 class CAMDecoder(nn.Module):
-    """(n, in_dims) features and (n, m) coordinates c -> (n, out_dims).
+    """(n, in_dims) features, (n, dims) normalised points and (n, 3) directions -> (n,
+    out_dims).
 
     ``gamma`` and ``beta`` are (n_hidden, channels, *reversed(grid_shape)) with channels 1 (or
     the width when per channel), so that coordinate 0 of c runs along the last axis, as
@@ -101,11 +105,20 @@ class CAMDecoder(nn.Module):
         out = out.reshape(2, self.config.mlp.n_hidden, -1, len(c)).transpose(2, 3)
         return out[0], out[1]
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def coordinate(self, point: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """(n, m) modulation coordinate in [0, 1] of (n, dims) points and (n, 3) ``cond``."""
+        kind = self.config.coordinate
+        if kind == "point":
+            return point
+        if kind == "time":
+            return point[:, -1:]
         if cond is None:
-            raise ValueError("cam: needs the modulation coordinate (cond)")
-        c = direction_to_unit_square(cond) if self.config.coordinate == "direction" else cond
-        gamma, beta = self.modulation(c)
+            raise ValueError("cam: coordinate 'direction' needs view directions (cond)")
+        return direction_to_unit_square(cond)
+
+    def forward(self, h: torch.Tensor, point: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        gamma, beta = self.modulation(self.coordinate(point, cond))
         eps = self.config.eps
 
         def normalise_and_modulate(i: int, z: torch.Tensor) -> torch.Tensor:

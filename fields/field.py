@@ -30,6 +30,12 @@ class FieldConfig:
     lr: dict[str, float] = field(default_factory=dict)
     """recommended learning rate per lr key ("encoding", "decoder"); a trainer uses them where
     the user sets none"""
+    batch_size: int | None = None
+    """recommended samples per step (pixels, SDF points; field queries of a radiance field);
+    a task uses it where the user sets none, else the task's own default"""
+    min_steps: int = 0
+    """steps the field needs before it fits more than the mean: a time budget that allows
+    fewer is warned about"""
 
     def build(self, dims: int, out_dims: int, aabb: torch.Tensor | None = None) -> Field:
         encoding = self.encoding.build(dims)
@@ -40,9 +46,10 @@ class FieldConfig:
 class Field(nn.Module):
     """Maps (n, dims) points inside ``aabb`` to (n, out_dims) outputs.
 
-    Points are normalised to [0, 1]^dims before the encoding. ``cond`` (n, c) is a per-point
-    conditioning coordinate handed to the decoder (CAM modulates on it); it defaults to the
-    normalised point.
+    Points are normalised to [0, 1]^dims before the encoding. The decoder is called as
+    ``decoder(features, point, cond)`` with the normalised (n, dims) points and ``cond``, an
+    optional (n, c) per-point conditioning (view directions in radiance fields), which CAM
+    decoders may modulate on.
     """
 
     def __init__(
@@ -63,7 +70,7 @@ class Field(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         x = self.normalize(x)
-        return self.decoder(self.encoding(x), x if cond is None else cond)
+        return self.decoder(self.encoding(x), x, cond)
 
     def adaptive_modules(self) -> list[nn.Module]:
         """Submodules that place themselves from target samples (``init_from_samples``)."""

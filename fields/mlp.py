@@ -105,7 +105,8 @@ def siren_init(linears: list[nn.Linear], omega: float) -> None:
 
 
 class MLP(nn.Module):
-    """(n, in_dims) -> (n, out_dims). ``cond`` is accepted and ignored (see CAM decoders)."""
+    """(n, in_dims) -> (n, out_dims). ``point`` and ``cond`` are accepted and ignored (a
+    decoder's interface; CAM decoders modulate on them)."""
 
     def __init__(self, config: MLPConfig, in_dims: int, out_dims: int):
         super().__init__()
@@ -129,7 +130,8 @@ class MLP(nn.Module):
         return make_activation(c.activation)
 
     def forward(
-        self, h: torch.Tensor, cond: torch.Tensor | None = None,
+        self, h: torch.Tensor, point: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
         between: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``between(i, z)``, when given, maps hidden layer i's pre-activation z (n, width)

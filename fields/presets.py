@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from .budget import fit_budget
+from .cam import CAMConfig
 from .field import FieldConfig
 from .frequency import FrequencyConfig
 from .hashgrid import HashGridConfig
@@ -14,14 +15,18 @@ from .mlp import MLPConfig
 from .representations import (
     cam_preset,
     dense_preset,
+    mlp_field,
     mlp_preset,
     rbf_preset,
     triplane_preset,
     triplane_recipe_preset,
 )
 
-PRESET_TASKS = ("image", "sdf", "nerf")
+PRESET_TASKS = ("image", "sdf", "nerf", "video")
 """the kinds of target presets are sized for (NeuS scenes are nerf)"""
+
+CAM_COORDINATES = ("none", "point", "time", "direction")
+"""``--cam``: modulate a preset's decoder on nothing, the point, time or the view direction"""
 
 
 @dataclass
@@ -45,10 +50,29 @@ class PresetContext:
     view_dependent: bool = True
     """nerf: the geometry decoder may read the view direction (a density field; an SDF must
     not depend on it)"""
+    time_res: int = 0
+    """distinct times along the last input axis (video frames, dynamic-scene timestamps); 0:
+    the input has no time axis"""
+    cam: str = "none"
+    """CAM on the preset's decoder (:data:`CAM_COORDINATES`)"""
 
     def __post_init__(self) -> None:
         if self.task not in PRESET_TASKS:  # presets branch on the task: no silent fallback
             raise ValueError(f"field presets know the tasks {PRESET_TASKS}, not {self.task!r}")
+        if self.cam not in CAM_COORDINATES:
+            raise ValueError(f"--cam {self.cam}: choose from {CAM_COORDINATES}")
+        if self.cam == "time" and not self.time_res:
+            raise ValueError("--cam time: this target has no time axis (video or a dynamic "
+                             "scene has)")
+        if self.cam == "direction" and not (self.task == "nerf" and self.view_dependent):
+            raise ValueError("--cam direction: only a density radiance field reads the view "
+                             "direction")
+
+    @property
+    def time_knots(self) -> int:
+        """CAM's temporal grid: one knot per time up to 60 (CAM's video setting) for video,
+        5 (CAM's T-NeRF setting) for dynamic scenes."""
+        return max(1, min(self.time_res, 60 if self.task == "video" else 5))
 
 
 def _grid(ctx: PresetContext) -> FieldConfig:
@@ -73,9 +97,12 @@ def _grid(ctx: PresetContext) -> FieldConfig:
 
 
 def _frequency_mlp(ctx: PresetContext) -> FieldConfig:
+    """NeRF's positional encoding (10 octaves) into a 3 x 256 ReLU MLP (see
+    :func:`~.representations.mlp_field`)."""
+
     def make(width: int) -> FieldConfig:
-        return FieldConfig(encoding=FrequencyConfig(n_frequencies=10),
-                           decoder=MLPConfig(width=width, n_hidden=3))
+        return mlp_field(ctx, FrequencyConfig(n_frequencies=10), MLPConfig(width=width,
+                                                                            n_hidden=3))
 
     if ctx.budget is None:
         return make(256)
@@ -99,9 +126,33 @@ def field_names() -> list[str]:
 
 
 def field_preset(name: str, ctx: PresetContext) -> FieldConfig:
-    """The preset ``name`` (case-insensitive) for ``ctx``; ValueError lists valid names."""
+    """The preset ``name`` (case-insensitive) for ``ctx``, with CAM on its decoder when
+    ``ctx.cam`` says so; ValueError lists valid names."""
     try:
         factory = FIELD_PRESETS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown field {name!r}; choose from {field_names()}") from None
-    return factory(ctx)
+    config = factory(ctx)
+    return config if ctx.cam == "none" else with_cam(config, ctx)
+
+
+def with_cam(config: FieldConfig, ctx: PresetContext) -> FieldConfig:
+    """``config`` with its decoder's hidden layers modulated on ``ctx.cam`` (NerfAcc + CAM:
+    any encoding, the decoder modulated): a 10 x 3 (azimuth x elevation) grid for the view
+    direction, :attr:`PresetContext.time_knots` knots for time (per channel for video, as
+    CAM's video models), 32^2 (images) or 16^dims over the point. A CAM decoder keeps its
+    MLP and takes the new coordinate."""
+    if ctx.cam == "direction":
+        grid_shape: tuple[int, ...] = (10, 3)
+    elif ctx.cam == "time":
+        grid_shape = (ctx.time_knots,)
+    else:
+        grid_shape = (32 if ctx.task == "image" else 16,) * ctx.dims
+    per_channel = ctx.cam == "time" and ctx.task == "video"
+    decoder = config.decoder
+    mlp = decoder.mlp if isinstance(decoder, CAMConfig) else decoder
+    if mlp.n_hidden < 1:
+        raise ValueError("--cam: the field's decoder has no hidden layer to modulate")
+    cam = CAMConfig(mlp=mlp, grid_shape=grid_shape, coordinate=ctx.cam,
+                    per_channel=per_channel)
+    return replace(config, decoder=cam)

@@ -53,8 +53,8 @@ class Args:
     """centre-crop each image to crop x crop pixels (0: whole images)"""
     log2_table: int = 19
     """hash-table size for grid presets"""
-    batch_size: int = 2**16
-    """pixels per step"""
+    batch_size: int | None = None
+    """pixels per step (default: each preset's)"""
     backend: str = "auto"
     """hash-grid backend"""
     threads: int = 0

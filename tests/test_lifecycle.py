@@ -10,7 +10,14 @@ import pytest
 import torch
 import trimesh
 from fieldfit.renderers import OccupancyConfig
-from fieldfit.scenes import ImageTarget, load_image, load_nerf_scene, procedural_image
+from fieldfit.scenes import (
+    ImageTarget,
+    load_image,
+    load_nerf_scene,
+    load_video,
+    procedural_image,
+    procedural_video,
+)
 from fieldfit.scenes.meshes import load_mesh
 
 from fieldfit.checkpoint import load_checkpoint
@@ -26,6 +33,8 @@ from fieldfit.tasks import (
     NeusTask,
     SdfTask,
     SdfTaskConfig,
+    VideoTask,
+    VideoTaskConfig,
     build_task,
     task_from_checkpoint,
 )
@@ -39,12 +48,15 @@ NERF = {"log2_table": 10, "samples_per_step": 2048, "video_frames": 0, "eval_vie
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, procedural_scene):
-    """An image file, a mesh file and a scene folder."""
+    """An image file, a folder of video frames, a mesh file and a scene folder."""
     root = tmp_path_factory.mktemp("inputs")
     write_image(root / "image.png", procedural_image(24, 24).numpy())
+    (root / "frames").mkdir()
+    for i, frame in enumerate(procedural_video(3, 16, 16)):
+        write_image(root / "frames" / f"{i}.png", frame.numpy())
     trimesh.creation.icosphere(2, radius=0.6).export(root / "sphere.obj")
-    return {"image": root / "image.png", "mesh": root / "sphere.obj",
-            "scene": procedural_scene}
+    return {"image": root / "image.png", "frames": root / "frames",
+            "mesh": root / "sphere.obj", "scene": procedural_scene}
 
 
 def make(name: str, inputs, device=CPU, seed: int = 0, **config):
@@ -54,6 +66,11 @@ def make(name: str, inputs, device=CPU, seed: int = 0, **config):
         cfg = ImageTaskConfig(**{"log2_table": 10, "batch_size": 256, **config})
         return build_task(ImageTask, target, cfg, device, seed,
                           ImageTask.source_of(target, inputs["image"], "white"))
+    if name == "video":
+        clip = load_video(inputs["frames"])
+        cfg = VideoTaskConfig(**{"log2_table": 10, "batch_size": 256, **config})
+        return build_task(VideoTask, clip, cfg, device, seed,
+                          VideoTask.source_of(clip, inputs["frames"]))
     if name == "sdf":
         mesh = load_mesh(inputs["mesh"])
         cfg = SdfTaskConfig(**{"log2_table": 10, "max_res": 64, "n_samples": 4096,
@@ -67,7 +84,8 @@ def make(name: str, inputs, device=CPU, seed: int = 0, **config):
 
 
 def test_registry_holds_every_task():
-    assert TASKS == {"image": ImageTask, "sdf": SdfTask, "nerf": NerfTask, "neus": NeusTask}
+    assert TASKS == {"image": ImageTask, "sdf": SdfTask, "nerf": NerfTask, "neus": NeusTask,
+                     "video": VideoTask}
 
 
 @pytest.mark.parametrize("name", ["image", "sdf", "nerf"])
@@ -122,6 +140,9 @@ def test_one_function_rebuilds_every_task(name, inputs, tmp_path):
     with torch.no_grad():
         if name == "image":
             torch.testing.assert_close(rebuilt.predict(), task.predict(), rtol=0, atol=0)
+        elif name == "video":
+            torch.testing.assert_close(rebuilt.predict_frame(2), task.predict_frame(2),
+                                       rtol=0, atol=0)
         elif name == "sdf":
             x = torch.rand(256, 3) * 2 - 1
             torch.testing.assert_close(rebuilt.sdf(x), task.sdf(x), rtol=0, atol=0)

@@ -126,7 +126,7 @@ def test_preset_learning_rates_apply_unless_set(tmp_path):
         optimizer = Trainer(task, TrainerConfig(**trainer), tmp_path, progress=False).optimizer
         return {g["name"]: g["lr"] for g in optimizer.param_groups}
 
-    assert lrs("cam") == {"decoder": 1e-3, "modulation": 1e-2}
+    assert lrs("cam") == {"decoder": 3e-3, "modulation": 3e-2}
     assert lrs("cam", lr_decoder=4e-4) == {"decoder": 4e-4, "modulation": 4e-3}
     assert lrs("rbf") == {"encoding": 5e-3, "decoder": 1e-2}
     assert lrs("grid", lr_encoding=3e-2) == {"encoding": 3e-2, "decoder": 1e-2}
@@ -154,5 +154,5 @@ def test_cli_field_and_params(tmp_path):
 
 
 def test_presets_refuse_an_unknown_task():
-    with pytest.raises(ValueError, match="not 'video'"):
-        PresetContext(task="video", dims=3)
+    with pytest.raises(ValueError, match="not 'audio'"):
+        PresetContext(task="audio", dims=1)

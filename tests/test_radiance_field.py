@@ -64,7 +64,7 @@ class RecordingDecoder(nn.Module):
         self.linear = nn.Linear(in_dims, out_dims)
         self.seen: list = []
 
-    def forward(self, h, cond=None):
+    def forward(self, h, point=None, cond=None):
         self.seen.append(cond)
         return self.linear(h)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ..io import write_image, write_json
 from ..metrics import psnr, ssim
 from .base import Task
 
+DEFAULT_BATCH = 2**16
+"""pixels per step of fields whose preset recommends none"""
+
 
 @dataclass
 class ImageTaskConfig(S3IMOptions):
@@ -31,8 +34,11 @@ class ImageTaskConfig(S3IMOptions):
     """hash-table size of grid-based fields"""
     backend: str = "auto"
     """hash-grid backend: auto, torch, ..."""
-    batch_size: int = 2**16
-    """pixels per step (under torchrun: of all ranks together, split evenly)"""
+    cam: Literal["none", "point"] = "none"
+    """CAM on the field's decoder: modulated over the pixel position"""
+    batch_size: int | None = None
+    """pixels per step (default: the field preset's, else 65536; under torchrun: of all ranks
+    together, split evenly)"""
     loss: str = "mse"
     """loss terms joined by '+', e.g. mse, relative_l2, mse+s3im"""
     eval_chunk: int = 2**16
@@ -41,12 +47,17 @@ class ImageTaskConfig(S3IMOptions):
     """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.params is not None and self.params < 1:
-            raise ValueError(f"--params {self.params}: must be >= 1")
-        if self.eval_chunk < 1:
-            raise ValueError(f"--eval-chunk {self.eval_chunk}: must be >= 1")
+        check_pixel_options(self.batch_size, self.params, self.eval_chunk)
+
+
+def check_pixel_options(batch_size: int | None, params: int | None, eval_chunk: int) -> None:
+    """ValueError naming the option when a pixel-fitting size (image or video) is < 1."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: must be >= 1")
+    if params is not None and params < 1:
+        raise ValueError(f"--params {params}: must be >= 1")
+    if eval_chunk < 1:
+        raise ValueError(f"--eval-chunk {eval_chunk}: must be >= 1")
 
 
 class ImageTask(Task):
@@ -65,13 +76,14 @@ class ImageTask(Task):
         height, width, channels = self.source["shape"]
         ctx = PresetContext(task="image", dims=2, max_res=max(height, width),
                             log2_table=config.log2_table, backend=config.backend,
-                            budget=config.params, out_dims=channels)
+                            budget=config.params, out_dims=channels, cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.shape = (height, width, channels)
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=2,
                                                                         out_dims=channels))
+        self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
-                               batch_size=distributed.check_share(config.batch_size,
+                               batch_size=distributed.check_share(self.batch_size,
                                                                   "--batch-size"))
 
     @classmethod
@@ -115,7 +127,7 @@ class ImageTask(Task):
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         coords, values = self._pixels
-        index = sample_pixels(len(values), self.config.batch_size, generator)
+        index = sample_pixels(len(values), self.batch_size, generator)
         index = distributed.share(index).to(self.device)  # this rank's slice of the batch
         pred = self.model(coords[index])
         target = values[index]

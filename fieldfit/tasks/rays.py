@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,6 +57,10 @@ from .base import Task
 
 log = logging.getLogger("fieldfit")
 
+DEFAULT_SAMPLES_PER_STEP = 2**16
+"""field queries per step of fields whose preset recommends none"""
+SLOW_EVAL_S = 120.0
+"""an evaluation slower than this per test view is announced before it starts"""
 MAX_RENDER_STEPS = 2**16
 """finest march: 65536 samples along the box diagonal (128x the default)"""
 
@@ -77,10 +82,13 @@ class NerfTaskConfig(S3IMOptions):
     """hash-grid backend: auto, torch, ..."""
     renderer: Literal["auto", "torch", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
-    samples_per_step: int = 2**16
+    cam: Literal["none", "point", "direction"] = "none"
+    """CAM on the geometry field's decoder, modulated over the point or the view direction
+    (NerfAcc + CAM's static-scene setting; density fields only)"""
+    samples_per_step: int | None = None
     """target field queries per step (density queries that choose the samples, plus the
     rendered samples; under torchrun: of all ranks together); the number of rays adapts to
-    it"""
+    it (default: the field preset's, else 65536)"""
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"
@@ -123,7 +131,7 @@ class NerfTaskConfig(S3IMOptions):
     """frames of the turntable video (0: no video)"""
 
     def __post_init__(self) -> None:
-        if self.samples_per_step < 64 or self.max_rays < 64:
+        if (self.samples_per_step or 64) < 64 or self.max_rays < 64:
             raise ValueError("--samples-per-step and --max-rays must be >= 64")
         if self.render_steps < 8:
             raise ValueError(f"--render-steps {self.render_steps}: must be >= 8")
@@ -196,8 +204,10 @@ class RayTask(Task):
         max_res = config.max_res or round(2048 * side / 3)
         ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
                             backend=config.backend, out_dims=1 + config.radiance.geo_features,
-                            view_dependent=self.view_dependent)
+                            view_dependent=self.view_dependent, cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
+        self.samples_per_step = (config.samples_per_step or self.field_config.batch_size
+                                 or DEFAULT_SAMPLES_PER_STEP)
         self.model = self.build_on_cpu(lambda: self.build_model(aabb))
         if self.learns_far_field:
             self.model.far_field = self.build_on_cpu(DirectionalBackground)
@@ -268,7 +278,7 @@ class RayTask(Task):
     @property
     def initial_rays(self) -> int:
         """Rays of the first step (then adapted to ``samples_per_step``)."""
-        return max(64, self.config.samples_per_step // 256)
+        return max(64, self.samples_per_step // 256)
 
     @abstractmethod
     def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -458,6 +468,7 @@ class RayTask(Task):
             return self._cached[1]
         split = self.scene.splits["test"]
         truth = split.composited(self.scene.background)
+        self._announce_eval_time(split.cameras, self.eval_indices)
         views = []
         rank, world = distributed.rank(), distributed.world_size()
         for i in self.eval_indices[rank::world]:  # this rank's views, then everyone's
@@ -471,6 +482,25 @@ class RayTask(Task):
                            key=lambda v: self.eval_indices.index(v["index"]))
         self._cached = (key, views)
         return views
+
+    @torch.no_grad()
+    def _announce_eval_time(self, cameras: Cameras, indices: list[int]) -> None:
+        """Time one chunk of a view's rays (at most ``config.chunk``, evenly spread over the
+        image) and log, before rendering, how long the views will take when that is over
+        :data:`SLOW_EVAL_S` per view."""
+        h, w = cameras.height, cameras.width
+        n = min(self.config.chunk, h * w)
+        pixels = torch.linspace(0, h * w - 1, n, device="cpu").long()
+        ids = torch.full((n,), indices[0], dtype=torch.int64, device="cpu")
+        rays = self.scene.camera_rays(cameras, ids, pixels % w, pixels // w).to(self.device)
+        self.model.eval()
+        start = time.perf_counter()
+        self.render(rays, self.background)
+        per_view = (time.perf_counter() - start) * h * w / n
+        if per_view > SLOW_EVAL_S:
+            log.warning("evaluation: about %.0f s per test view (%dx%d) for %d views; "
+                        "--eval-views 1 or a --downscale of the scene shortens it",
+                        per_view, w, h, len(indices))
 
     def video_path(self, n_frames: int) -> Cameras:
         """Turntable around the object (or a circle for forward-facing scenes)."""
@@ -495,7 +525,7 @@ class RayTask(Task):
     def _adapt_ray_count(self, n_rays: int, n_queries: int) -> None:
         """Scale the ray count so the next step makes about ``samples_per_step`` queries."""
         c = self.config
-        wanted = n_rays * c.samples_per_step / max(n_queries, 1)
+        wanted = n_rays * self.samples_per_step / max(n_queries, 1)
         m = self.ray_multiple
         wanted = int(min(max(wanted, 64), c.max_rays)) // m * m
         self.model.rays_per_step.fill_(max(wanted, m))

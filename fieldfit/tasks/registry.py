@@ -18,12 +18,14 @@ from .image import ImageTask
 from .nerf import NerfTask
 from .neus import NeusTask
 from .sdf import SdfTask
+from .video import VideoTask
 
 TASKS: dict[str, type[Task]] = {
     "image": ImageTask,
     "sdf": SdfTask,
     "nerf": NerfTask,
     "neus": NeusTask,
+    "video": VideoTask,
 }
 """task name (as stored in checkpoints) -> task class"""
 

@@ -26,6 +26,8 @@ from ..surface import Surface
 from .base import Task
 
 BOUNDS = torch.tensor([[-BOX] * 3, [BOX] * 3])
+DEFAULT_BATCH = 2**14
+"""points per step of fields whose preset recommends none"""
 
 
 @dataclass
@@ -49,8 +51,11 @@ class SdfTaskConfig:
     0.003, 0.01, 0.1) and uniform, in the tri-plane paper's proportions. Fewer leave the finest
     grid cells between surface samples unconstrained: on the bunny, 2^20 points stop at IoU
     0.9990, 2^23 reach 0.9993 in the same 5 minutes"""
-    batch_size: int = 2**14
-    """points per step (under torchrun: of all ranks together, split evenly)"""
+    cam: Literal["none", "point"] = "none"
+    """CAM on the field's decoder: modulated over the point"""
+    batch_size: int | None = None
+    """points per step (default: the field preset's, else 16384; under torchrun: of all ranks
+    together, split evenly)"""
     loss: Literal["mape", "l1", "bce"] = "mape"
     """data term: mape |d - g| / (|g| + 0.01) (NeuRBF), l1, or bce on the clipped SDF
     (tri-plane paper; the field then outputs a logit whose zero level is the surface)"""
@@ -78,7 +83,7 @@ class SdfTaskConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "batch_size", "eval_points", "eval_surface_points", "chunk"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
         if self.resolution < 2:
             raise ValueError(f"--resolution {self.resolution}: must be >= 2")
@@ -111,11 +116,12 @@ class SdfTask(Task):
                  device: torch.device | str | None = None, source: dict | None = None,
                  field_config: FieldConfig | None = None):
         super().__init__(mesh, config, device, source)
-        distributed.check_share(config.batch_size, "--batch-size")
         ctx = PresetContext(task="sdf", dims=3, max_res=config.max_res,
                             log2_table=config.log2_table, backend=config.backend,
-                            budget=config.budget, out_dims=1)
+                            budget=config.budget, out_dims=1, cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
+        self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
+        distributed.check_share(self.batch_size, "--batch-size")
         self.bounds = BOUNDS.to(self.device)
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=3, out_dims=1,
                                                                         aabb=BOUNDS.clone()))
@@ -176,7 +182,7 @@ class SdfTask(Task):
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config
         samples = self.samples
-        index = torch.randint(0, len(samples.sdf), (c.batch_size,), generator=generator,
+        index = torch.randint(0, len(samples.sdf), (self.batch_size,), generator=generator,
                               device=generator.device)
         index = distributed.share(index).to(self.device)  # this rank's slice of the batch
         x, target = samples.points[index], samples.sdf[index]
