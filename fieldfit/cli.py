@@ -22,6 +22,7 @@ from .commands.process import ProcessCommand
 from .commands.render import RenderCommand
 from .commands.sdf import SdfCommand
 from .commands.view import ViewCommand
+from .progress import BarSafeHandler
 
 COMMANDS = {
     "image": ImageCommand,
@@ -80,7 +81,9 @@ def _parse(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="fieldfit: %(message)s", stream=sys.stderr)
+    handler = BarSafeHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fieldfit: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         command = _parse(argv)
     except SystemExit as exit_:

@@ -138,8 +138,9 @@ def _run_locked(task: Task, trainer_config: TrainerConfig, out: Path, resume: bo
     else:
         metrics_log.unlink(missing_ok=True)
         existing.unlink(missing_ok=True)  # --overwrite: no stale "last good" checkpoint
-    write_json(out / "config.json",
-               trainer.meta() | {"step": None, "elapsed": None, "inputs": digests})
+    trainer.plan()  # a --seconds budget's step count, recorded in config.json
+    config = {k: v for k, v in trainer.meta().items() if k not in ("step", "elapsed")}
+    write_json(out / "config.json", config | {"inputs": digests})
     try:
         result = trainer.fit()
     except KeyboardInterrupt as err:  # Interrupted (a signal) or raised by other code
