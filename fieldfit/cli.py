@@ -11,6 +11,7 @@ import io
 import logging
 import re
 import sys
+from importlib.metadata import version
 
 from .commands.collection import CollectionCommand
 from .commands.demo import DemoCommand
@@ -55,9 +56,28 @@ def _condense_parse_error(text: str) -> str:
     return " ".join(blocks[1] if len(blocks) > 1 else blocks[0])
 
 
+def _unwrap_docstrings() -> None:
+    """Join the wrapped lines of option docstrings in the help: tyro keeps a line break before
+    every indented continuation line because it removes single breaks before dedenting."""
+    import inspect
+
+    from tyro import _strings
+
+    join = _strings.remove_single_line_breaks
+    if getattr(join, "dedents", False):
+        return
+
+    def dedent_then_join(text: str) -> str:
+        return join(inspect.cleandoc(text))
+
+    dedent_then_join.dedents = True  # type: ignore[attr-defined]
+    _strings.remove_single_line_breaks = dedent_then_join
+
+
 def _parse(argv: list[str]):
     import tyro
 
+    _unwrap_docstrings()
     debug = "--debug" in argv
     out, err = io.StringIO(), io.StringIO()
     try:
@@ -81,6 +101,9 @@ def _parse(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--version"], ["-V"]):
+        print(f"fieldfit {version('fieldfit')}")
+        return 0
     handler = BarSafeHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fieldfit: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])

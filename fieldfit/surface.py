@@ -13,6 +13,7 @@ from fieldfit.renderers.mesh import extract_mesh
 from fieldfit.renderers.mesh_image import shade_mesh
 
 from .io import write_image, write_mesh
+from .progress import Tracker
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Surface:
         """Extract the zero level by marching cubes (``resolution`` cells per axis), write it
         to ``path`` (.ply/.obj, in the data's frame) and a shaded PNG beside it; returns the
         vertex and face counts."""
-        vertices, faces = extract_mesh(self.sdf, resolution, self.bounds, chunk)
+        with Tracker("extracting the surface", "pt", unit_scale=True) as advance:
+            vertices, faces = extract_mesh(self.sdf, resolution, self.bounds, chunk, advance)
         write_mesh(path, self.to_input(vertices), faces)
         write_image(path.with_suffix(".png"), shade_mesh(vertices, faces))
         return len(vertices), len(faces)

@@ -45,19 +45,19 @@ class TrainerConfig:
     """Optimisation and run control shared by every task."""
 
     steps: int | None = None
-    """training steps (default 2000 unless --seconds is given); a seed and a step count give
+    """training steps (unset: 2000, or planned from --seconds); a seed and a step count give
     the same run on any load and thread count (the lr schedule runs by step)"""
     seconds: float | None = None
     """training-time budget in seconds: it counts the optimisation steps only (not loading,
     sampling the data, building kernels, evaluating or writing outputs). The step count is
     estimated from the speed of a few probe steps, then fixed and recorded as planned_steps
-    in config.json and metrics.json (pass it as --steps to repeat the run exactly); with
-    --steps too, the smaller count wins"""
+    in config.json and metrics.json (pass it as --steps to repeat the run exactly); given
+    with --steps, the smaller count wins"""
     lr_encoding: float | None = None
-    """learning rate of encodings (grids, planes, RBF weights); default: the field preset's
+    """learning rate of encodings (grids, planes, RBF weights); unset: the field preset's
     recommendation, else 1e-2"""
     lr_decoder: float | None = None
-    """learning rate of decoders (MLPs); default: the field preset's recommendation, else 1e-2"""
+    """learning rate of decoders (MLPs); unset: the field preset's recommendation, else 1e-2"""
     betas: tuple[float, float] = (0.9, 0.99)
     """Adam betas"""
     eps: float = 1e-15
@@ -70,6 +70,9 @@ class TrainerConfig:
     """lr at the end of the run, relative to the start"""
     eval_every: int = 0
     """evaluate every N steps (0: only at the end)"""
+    evals: int = 0
+    """evaluate N times, evenly spaced over the run's steps (also those planned for a
+    --seconds budget), besides the end (0: none)"""
     checkpoint_every: int = 500
     """write a checkpoint every N steps (and at the end, and on Ctrl-C)"""
     log_every: int = 25
@@ -94,7 +97,7 @@ class TrainerConfig:
             raise UserError(f"--final-lr-factor {self.final_lr_factor}: must be >= 0 and finite")
         if not 0 <= self.warmup <= 1:
             raise UserError(f"--warmup {self.warmup}: must be a fraction in [0, 1]")
-        for name in ("eval_every", "checkpoint_every", "log_every"):
+        for name in ("eval_every", "evals", "checkpoint_every", "log_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
 
@@ -314,6 +317,14 @@ class Trainer:
     def _done(self) -> bool:
         return self.step >= self.plan()
 
+    def _eval_due(self) -> bool:
+        """Whether the step just finished is one of ``--eval-every`` or of ``--evals``."""
+        c, planned = self.config, self.plan()
+        if c.eval_every and self.step % c.eval_every == 0:
+            return True
+        return bool(c.evals) and self.step in {round(planned * (i + 1) / (c.evals + 1))
+                                               for i in range(c.evals)}
+
     def _set_lr(self) -> float:
         c = self.config
         factor = lr_factor(c.schedule, self.step, self.plan(), c.warmup, c.final_lr_factor)
@@ -385,7 +396,7 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                     self._log({"step": self.step, "time": round(self.elapsed, 3),
                                "lr_factor": factor, **values})
-                if c.eval_every and self.step % c.eval_every == 0 and not self._done():
+                if self._eval_due() and not self._done():
                     self._log({"step": self.step, "time": round(self.elapsed, 3),
                                "eval": self.task.evaluate()})
                     self.task.model.train()

@@ -67,7 +67,12 @@ def test_outputs_and_checkpoint_round_trip(fitted, capsys):
     assert json.loads((out / "eval.json").read_text())["psnr"] == pytest.approx(
         result["psnr"], abs=1e-4)
     assert main(["render", str(out), "--path", "test", "--out", str(out / "again")]) == 0
-    assert len(list((out / "again").glob("test_*.png"))) == 4
+    assert len(list((out / "again").glob("test_???.png"))) == 4
+    assert len(list((out / "again").glob("test_???_depth.png"))) == 4
+    assert main(["render", str(out), "--path", "test", "--views", "2", "--out",
+                 str(out / "two")]) == 0
+    assert sorted(p.name for p in (out / "two").glob("test_???.png")) == ["test_000.png",
+                                                                          "test_003.png"]
     capsys.readouterr()
 
 

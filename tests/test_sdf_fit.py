@@ -50,7 +50,7 @@ SPHERE_STEPS = {"triplane-recipe": 300}
 @pytest.mark.parametrize("field", field_names())
 def test_every_preset_fits_a_sphere(sphere, tmp_path, field):
     result = fit(sphere, tmp_path, field, steps=SPHERE_STEPS.get(field, 100), batch=1024,
-                 budget=100_000)
+                 params=100_000)
     assert result["iou"] > SPHERE_FLOORS[field], result
 
 

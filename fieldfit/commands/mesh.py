@@ -28,7 +28,7 @@ class MeshCommand:
     """run folder or checkpoint.safetensors of a `fieldfit sdf` or `fieldfit nerf --geometry
     sdf` run"""
     out: Path | None = None
-    """mesh file (.ply or .obj); default: mesh_RESOLUTION.ply in the run folder"""
+    """mesh file (.ply or .obj); unset: mesh_RESOLUTION.ply in the run folder"""
     resolution: int = 512
     """marching-cubes cells per axis"""
     chunk: int = 2**18

@@ -33,16 +33,20 @@ def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig,
 
 def summary(result: dict, out: Path) -> str:
     views = f"{result['eval_views']} of {result['test_views']} test views"
-    return (f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} ({views}) after "
+    text = (f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} ({views}) after "
             f"{result['steps']} steps ({result['seconds']:.1f} s); outputs in {out}")
+    if result["eval_views"] < result["test_views"]:
+        text += f"\nevaluate every test view with: fieldfit eval {out} --views 0"
+    return text
 
 
 @dataclass
 class NerfCommand:
     """Fit a radiance field to posed images (a Blender-format folder with
     transforms_{train,test}.json, or an LLFF folder with poses_bounds.npy): writes test renders
-    and depth maps (renders/), a turntable video, metrics.json (test PSNR/SSIM),
-    training_curve.png and checkpoint.safetensors into --out."""
+    and depth maps of --eval-views test views (renders/), metrics.json (test PSNR/SSIM, per
+    view too), training_curve.png and checkpoint.safetensors into --out; `fieldfit render RUN`
+    makes videos."""
 
     data: tyro.conf.Positional[Path]
     """scene folder"""

@@ -10,40 +10,45 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from fieldfit.fields import FieldConfig, PresetContext, field_preset, image_weights
+from fieldfit.fields import (
+    BackendName,
+    FieldConfig,
+    FieldName,
+    PresetContext,
+    field_preset,
+    image_weights,
+)
 from fieldfit.losses import S3IMOptions, parse_loss
 from fieldfit.scenes import ImageTarget, load_image, sample_pixels
 
 from ..errors import UserError
 from ..io import write_image, write_json
 from ..metrics import psnr, ssim
-from .base import Task
+from .base import BudgetOptions, Task
 
 
 @dataclass
-class ImageTaskConfig(S3IMOptions):
+class ImageTaskConfig(BudgetOptions, S3IMOptions):
     """Image fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
 
-    field: str = "grid"
-    """field preset (see `fieldfit image --help` for the list)"""
+    field: FieldName = "grid"
+    """field preset (see the README's "Field representations")"""
     log2_table: int = 19
     """hash-table size of grid-based fields"""
-    backend: str = "auto"
-    """hash-grid backend: auto, torch, ..."""
+    backend: BackendName = "auto"
+    """hash-grid backend: auto (the fastest that loads: cpp on a CPU; tcnn, triton, then
+    torch on CUDA), torch (the reference), cpp (C++ kernels, CPU), triton or tcnn (CUDA)"""
     batch_size: int = 2**16
     """pixels per step"""
     loss: str = "mse"
-    """loss terms joined by '+', e.g. mse, relative_l2, mse+s3im"""
+    """loss terms joined by '+' (e.g. mse+s3im) from: mse, l1, huber, relative_l2, s3im"""
     eval_chunk: int = 2**16
     """pixels per forward pass at evaluation"""
-    params: int | None = None
-    """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
+        BudgetOptions.__post_init__(self)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.params is not None and self.params < 1:
-            raise ValueError(f"--params {self.params}: must be >= 1")
         if self.eval_chunk < 1:
             raise ValueError(f"--eval-chunk {self.eval_chunk}: must be >= 1")
 

@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from fieldfit.fields import (
+    BackendName,
     FieldConfig,
+    FieldName,
     ParamGroup,
     PresetContext,
     RadianceConfig,
@@ -50,7 +52,8 @@ from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 from ..io import write_image, write_json
 from ..media import colorize_depth, write_video
 from ..metrics import psnr, ssim
-from .base import Task
+from ..progress import tracked
+from .base import BudgetOptions, Task
 
 log = logging.getLogger("fieldfit")
 
@@ -59,11 +62,11 @@ MAX_RENDER_STEPS = 2**16
 
 
 @dataclass
-class NerfTaskConfig(S3IMOptions):
+class NerfTaskConfig(BudgetOptions, S3IMOptions):
     """NeRF fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
 
-    field: str = "grid"
-    """field preset for the geometry (see `fieldfit nerf --help` for the list)"""
+    field: FieldName = "grid"
+    """field preset of the geometry (see the README's "Field representations")"""
     geometry: Literal["density", "sdf"] = "density"
     """density (NeRF), or sdf: a signed distance rendered as NeuS does, whose surface
     `fieldfit mesh` extracts"""
@@ -71,8 +74,9 @@ class NerfTaskConfig(S3IMOptions):
     """hash-table size of grid-based fields"""
     max_res: int = 0
     """finest grid resolution over the scene box (0: 2048 x box side / 3)"""
-    backend: str = "auto"
-    """hash-grid backend: auto, torch, ..."""
+    backend: BackendName = "auto"
+    """hash-grid backend: auto (the fastest that loads: cpp on a CPU; tcnn, triton, then
+    torch on CUDA), torch (the reference), cpp (C++ kernels, CPU), triton or tcnn (CUDA)"""
     renderer: Literal["auto", "torch", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
     samples_per_step: int = 2**16
@@ -81,7 +85,7 @@ class NerfTaskConfig(S3IMOptions):
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"
-    """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
+    """loss terms joined by '+' (e.g. mse+s3im) from: mse, l1, huber, relative_l2, s3im"""
     train_background: Literal["random", "white", "black", "scene"] = "random"
     """background behind transparent training pixels (random teaches transparency)"""
     render_steps: int = 512
@@ -106,17 +110,20 @@ class NerfTaskConfig(S3IMOptions):
     mesh_resolution: int = 256
     """--geometry sdf: marching-cubes cells per axis of the mesh.ply written with the outputs
     (0: none)"""
-    eval_views: int = 0
-    """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
+    eval_views: int = 5
+    """test views to evaluate and render at the end of the fit: N evenly spaced ones, 0 for
+    all (sized for a CPU; `fieldfit eval RUN --views 0` measures all of them afterwards)"""
     chunk: int = 8192
     """rays per forward pass when rendering images"""
     kernel_placement_step: int = 500
     """adaptive fields (rbf): the step at which the kernels are placed from the field learnt
     so far (NeuRBF's distillation, see RayTask.place_kernels); they sit on a lattice before"""
-    video_frames: int = 48
-    """frames of the turntable video (0: no video)"""
+    video_frames: int = 0
+    """frames of a turntable video written with the outputs (0: none; `fieldfit render RUN`
+    renders one afterwards)"""
 
     def __post_init__(self) -> None:
+        BudgetOptions.__post_init__(self)
         if self.samples_per_step < 64 or self.max_rays < 64:
             raise ValueError("--samples-per-step and --max-rays must be >= 64")
         if self.render_steps < 8:
@@ -187,7 +194,8 @@ class RayTask(Task):
         side = float((aabb[1] - aabb[0]).max())
         max_res = config.max_res or round(2048 * side / 3)
         ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
-                            backend=config.backend, out_dims=1 + config.radiance.geo_features,
+                            backend=config.backend, budget=config.params,
+                            out_dims=1 + config.radiance.geo_features,
                             view_dependent=self.view_dependent)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.model = self.build_on_cpu(lambda: self.build_model(aabb))
@@ -264,6 +272,10 @@ class RayTask(Task):
         into the loss, or only logged where the weight is None."""
 
     # -- Task interface --------------------------------------------------------------------
+    def budgeted_parameters(self) -> int:
+        """The geometry field's parameters (the preset that ``--params`` sizes)."""
+        return self.model.field.geometry.n_parameters(trainable_only=False)
+
     def param_groups(self) -> list[ParamGroup]:
         return self.model.field.param_groups()
 
@@ -365,17 +377,24 @@ class RayTask(Task):
         views = self._eval_renders()
         return {"psnr": float(np.mean([v["psnr"] for v in views])),
                 "ssim": float(np.mean([v["ssim"] for v in views])),
-                "eval_views": len(views), "test_views": len(self.scene.splits["test"])}
+                "eval_views": len(views), "test_views": len(self.scene.splits["test"]),
+                "per_view": [{"index": v["index"], "psnr": v["psnr"], "ssim": v["ssim"]}
+                             for v in views]}
 
-    def write_outputs(self, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        (out_dir / "renders").mkdir(parents=True, exist_ok=True)
+    def write_test_views(self, folder: Path) -> list[Path]:
+        """The evaluated test views as ``test_NNN.png`` and ``test_NNN_depth.png``."""
+        folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for view in self._eval_renders():
-            stem = out_dir / "renders" / f"test_{view['index']:03d}"
+            stem = folder / f"test_{view['index']:03d}"
             write_image(stem.with_name(stem.name + ".png"), view["rgb"])
             write_image(stem.with_name(stem.name + "_depth.png"), view["depth_image"])
             paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
+        return paths
+
+    def write_outputs(self, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        paths = self.write_test_views(out_dir / "renders")
         if self.config.video_frames:
             paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
         paths += self.write_head_outputs(out_dir)
@@ -419,7 +438,7 @@ class RayTask(Task):
         split = self.scene.splits["test"]
         truth = split.composited(self.scene.background)
         views = []
-        for i in self.eval_indices:
+        for i in tracked(self.eval_indices, "evaluating test views", "view"):
             view = self.render_view(split.cameras, i)
             pred = torch.from_numpy(view["rgb"])
             view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
@@ -436,7 +455,8 @@ class RayTask(Task):
 
     def write_video(self, path: Path, n_frames: int) -> Path:
         cameras = self.video_path(n_frames)
-        frames = [self.render_view(cameras, i)["rgb"] for i in range(n_frames)]
+        frames = [self.render_view(cameras, i)["rgb"]
+                  for i in tracked(range(n_frames), "rendering the turntable", "frame")]
         return write_video(path, frames)
 
     # -- helpers ---------------------------------------------------------------------------
