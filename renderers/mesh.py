@@ -114,10 +114,13 @@ def _upsample(values: torch.Tensor) -> torch.Tensor:
 
 def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
                        chunk: int = 2**18,
-                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                       progress: Callable[[int, int], None] | None = None,
+                       narrow: bool = True) -> np.ndarray:
     """Field values on the (resolution+1)^3 vertices of a grid over ``bounds``; the grid
     lives in host memory and ``chunk`` points at a time go to the device of ``bounds``, each
     reported as ``progress(points, points found so far)`` (the total grows level by level).
+    ``narrow=False`` samples every vertex at ``resolution`` (for fields that are not distances,
+    such as densities, whose band cannot be bounded by the cell size).
 
     Args:
         bounds: (2, 3) box corners (min, max), on the field's device.
@@ -128,7 +131,7 @@ def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
     device = bounds.device
     lo, hi = bounds[0].double().cpu(), bounds[1].double().cpu()
     r = resolution
-    while r % 2 == 0 and r // 2 >= MIN_COARSE:
+    while narrow and r % 2 == 0 and r // 2 >= MIN_COARSE:
         r //= 2
     axes = [torch.arange(r + 1, device="cpu")] * 3
     index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
@@ -179,13 +182,13 @@ def marching_cubes(volume: np.ndarray, bounds: torch.Tensor,
 
 
 def extract_mesh(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
-                 chunk: int = 2**18, progress: Callable[[int, int], None] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int = 2**18, progress: Callable[[int, int], None] | None = None,
+                 narrow: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of ``sdf_fn``'s zero level at ``resolution`` cells per axis over
     ``bounds`` (2, 3, on the field's device); returns vertices (n, 3) float64 and faces
     (m, 3) int64, which are empty when the field has no zero crossing. MeshResolutionError
-    when it cannot fit in memory. ``progress``: see :func:`sample_narrow_band`."""
+    when it cannot fit in memory. ``progress``, ``narrow``: see :func:`sample_narrow_band`."""
     check_resolution(resolution)
     with torch.no_grad():
-        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk, progress)
+        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk, progress, narrow)
     return marching_cubes(volume, bounds)

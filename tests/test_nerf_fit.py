@@ -184,3 +184,24 @@ def test_video_falls_back_to_gif_and_depth_maps_are_coloured(tmp_path, monkeypat
     image = media.colorize_depth(depth, valid)
     assert (image[1, 1] == 0).all()  # invalid: black
     assert image[0, 0].sum() > image[1, 0].sum()  # near is brighter than far
+
+
+def test_density_mesh_lies_on_the_scene(fitted, capsys):
+    """`fieldfit mesh` on a density NeRF: marching cubes of a density level over the box; its
+    vertices lie near the generated scene's true surfaces (spheres and a box)."""
+    import trimesh
+    from fieldfit.scenes.procedural_scene import scene_sdf
+
+    task, _, out = fitted
+    path = out / "density.ply"
+    assert main(["mesh", str(out), "--resolution", "64", "--out", str(path)]) == 0
+    capsys.readouterr()
+    mesh = trimesh.load(path, process=False)
+    assert len(mesh.vertices) > 500 and path.with_suffix(".png").exists()
+    distance = scene_sdf(torch.from_numpy(mesh.vertices).float()).abs()
+    # the 64^3 cells are 0.05 wide; a mesh of the box's empty space would be ~0.5 away
+    print("median", float(distance.median()), len(mesh.vertices))
+    assert float(distance.median()) < 0.05
+    untrained = build_task(NerfTask, task.scene, NerfTaskConfig(**SMALL),
+                           torch.device("cpu"), seed=0)
+    assert untrained.surface().write(out / "untrained.ply", 32) == (0, 0)  # no density level

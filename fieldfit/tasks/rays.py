@@ -50,7 +50,7 @@ from fieldfit.renderers.mesh import MeshResolutionError, check_resolution
 from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
 from ..io import write_image, write_json
-from ..media import colorize_depth, write_video
+from ..media import colorize_depth_range, with_colour_bar, write_video
 from ..metrics import psnr, ssim
 from ..progress import tracked
 from .base import BudgetOptions, Task
@@ -110,7 +110,7 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
     mesh_resolution: int = 256
     """--geometry sdf: marching-cubes cells per axis of the mesh.ply written with the outputs
     (0: none)"""
-    eval_views: int = 5
+    eval_views: int = 4
     """test views to evaluate and render at the end of the fit: N evenly spaced ones, 0 for
     all (sized for a CPU; `fieldfit eval RUN --views 0` measures all of them afterwards)"""
     chunk: int = 8192
@@ -441,11 +441,18 @@ class RayTask(Task):
         for i in tracked(self.eval_indices, "evaluating test views", "view"):
             view = self.render_view(split.cameras, i)
             pred = torch.from_numpy(view["rgb"])
+            image, lo, hi = colorize_depth_range(view["depth"], view["opacity"] > 0.5)
             view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
-                        depth_image=colorize_depth(view["depth"], view["opacity"] > 0.5))
+                        depth_image=with_colour_bar(image, lo, hi, self.depth_label,
+                                                    reverse=True))
             views.append(view)
         self._cached = (key, views)
         return views
+
+    @property
+    def depth_label(self) -> str:
+        """What the depth maps' colour bar measures."""
+        return "NDC depth" if self.scene.ndc else "depth (scene units along the ray)"
 
     def video_path(self, n_frames: int) -> Cameras:
         """Turntable around the object (or a circle for forward-facing scenes)."""
