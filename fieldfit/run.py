@@ -43,13 +43,25 @@ class RunOptions:
     """continue the run in --out from its checkpoint"""
     overwrite: bool = False
     """replace a run already in --out"""
+    tensorboard: bool = False
+    """also log every record of metrics.jsonl to OUT/tensorboard (pip install tensorboard)"""
     inputs: tyro.conf.Suppress[tuple[Path, ...]] = ()
     """the input files or folders (their content digest is checked on --resume)"""
 
     def fit(self, task: Task, trainer_config: TrainerConfig, hooks: Sequence[Hook] = ()) -> dict:
-        """:func:`run_task` into ``out``."""
-        return run_task(task, trainer_config, self.out, resume=self.resume,
-                        overwrite=self.overwrite, inputs=self.inputs, hooks=hooks)
+        """:func:`run_task` into ``out`` (with the TensorBoard hook when asked)."""
+        if not self.tensorboard:
+            return run_task(task, trainer_config, self.out, resume=self.resume,
+                            overwrite=self.overwrite, inputs=self.inputs, hooks=hooks)
+        from .tensorboard import TensorBoardHook
+
+        board = TensorBoardHook(self.out)
+        try:
+            return run_task(task, trainer_config, self.out, resume=self.resume,
+                            overwrite=self.overwrite, inputs=self.inputs,
+                            hooks=[*hooks, board])
+        finally:
+            board.close()
 
 
 @contextlib.contextmanager
