@@ -10,9 +10,10 @@ from fieldfit.io import read_jsonl
 
 def test_tensorboard_scalars_match_the_log(tmp_path, capsys):
     pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from fieldfit.io import write_image
     from fieldfit.scenes import procedural_image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fieldfit.io import write_image
 
     write_image(tmp_path / "img.png", procedural_image(32, 32).numpy())
     out = tmp_path / "run"
