@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import field_names, from_dict
 from fieldfit.scenes import ALPHA_MODES, AlphaMode, ImageTarget, load_image
 from fieldfit.scenes.images import MIN_SIDE
 
@@ -44,6 +44,14 @@ class ImageCommand:
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> ImageCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        data = config["task_config"]["data"]
+        return cls(Path(data["path"]), alpha=data["alpha"],
+                   task=from_dict(ImageTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.path,)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import field_names, from_dict
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from ..errors import UserError
@@ -58,6 +58,14 @@ class NerfCommand:
     viewer: Annotated[ViewerOptions, Flat] = field(default_factory=ViewerOptions)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> NerfCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        data = config["task_config"]["data"]
+        return cls(Path(data["path"]), scene=from_dict(SceneOptions, data["scene"]),
+                   task=from_dict(NerfTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.data,)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import field_names, from_dict
 from fieldfit.scenes.meshes import load_mesh
 
 from ..errors import UserError
@@ -43,6 +43,13 @@ class SdfCommand:
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> SdfCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        return cls(Path(config["task_config"]["data"]["path"]),
+                   task=from_dict(SdfTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.path,)
