@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fieldfit.io import write_image
 from fieldfit.scenes import procedural_image
 
 from fieldfit.cli import main
+from fieldfit.io import write_image
 
 
 def test_load_config_repeats_a_run_with_overrides(tmp_path, capsys):

@@ -199,9 +199,9 @@ def test_density_mesh_lies_on_the_scene(fitted, capsys):
     mesh = trimesh.load(path, process=False)
     assert len(mesh.vertices) > 500 and path.with_suffix(".png").exists()
     distance = scene_sdf(torch.from_numpy(mesh.vertices).float()).abs()
-    # the 64^3 cells are 0.05 wide; a mesh of the box's empty space would be ~0.5 away
-    print("median", float(distance.median()), len(mesh.vertices))
-    assert float(distance.median()) < 0.05
+    # measured: median 0.047 after the 200 steps; vertices of a mesh of the box's empty space
+    # or of its walls would lie >= 0.5 from the surfaces
+    assert float(distance.median()) < 0.1
     untrained = build_task(NerfTask, task.scene, NerfTaskConfig(**SMALL),
                            torch.device("cpu"), seed=0)
     assert untrained.surface().write(out / "untrained.ply", 32) == (0, 0)  # no density level
