@@ -121,6 +121,8 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
     video_frames: int = 0
     """frames of a turntable video written with the outputs (0: none; `fieldfit render RUN`
     renders one afterwards)"""
+    video_fps: int = 24
+    """frames per second of that video (48 frames at 24: two seconds)"""
 
     def __post_init__(self) -> None:
         BudgetOptions.__post_init__(self)
@@ -141,8 +143,9 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
         if self.kernel_placement_step < 0:
             raise ValueError(f"--kernel-placement-step {self.kernel_placement_step}: must be "
                              ">= 0")
-        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1:
-            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
+        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1 or self.video_fps < 1:
+            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk and "
+                             "--video-fps >= 1")
         if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
             raise ValueError("--early-stop-eps and --alpha-thre must be in [0, 1)")
         if self.eikonal_weight < 0 or self.cos_anneal_steps < 0 or self.mesh_resolution < 0:
@@ -464,7 +467,7 @@ class RayTask(Task):
         cameras = self.video_path(n_frames)
         frames = [self.render_view(cameras, i)["rgb"]
                   for i in tracked(range(n_frames), "rendering the turntable", "frame")]
-        return write_video(path, frames)
+        return write_video(path, frames, self.config.video_fps)
 
     # -- helpers ---------------------------------------------------------------------------
     def _train_background(self, n: int, generator: torch.Generator) -> torch.Tensor:
