@@ -275,6 +275,8 @@ class Trainer:
         """Fix :attr:`planned_steps`: the step count, or for a ``--seconds`` budget the steps
         that fit in it at the speed measured so far (a resumed run's) or on probe steps."""
         c = self.config
+        if c.seconds is None:  # a step count (also one changed after construction)
+            self.planned_steps = c.total_steps
         if self.planned_steps is not None:
             return self.planned_steps
         if self.step > 0 and self.elapsed > 0:
