@@ -16,6 +16,14 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> Non
 
     train = [h for h in history if "loss" in h]
     evals = [h for h in history if "eval" in h and "psnr" in h["eval"]]
+    if not evals and not any("psnr" in h for h in train):  # SDF fits log no PSNR
+        fig, ax_loss = plt.subplots(figsize=(6, 3.6))
+        ax_loss.semilogy([h["step"] for h in train], [h["loss"] for h in train])
+        ax_loss.set(xlabel="step", ylabel="training loss")
+        ax_loss.grid(alpha=0.3)
+        fig.suptitle(title)
+        save_figure(fig, path)
+        return
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_loss.semilogy([h["step"] for h in train], [h["loss"] for h in train])
     ax_loss.set(xlabel="step", ylabel="training loss")
@@ -26,10 +34,7 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> Non
         ax_psnr.plot([h["step"] for h in evals], [h["eval"]["psnr"] for h in evals], "o-",
                      label="eval PSNR")
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB)")
-    if ax_psnr.lines:
-        ax_psnr.legend(loc="lower right")
-    else:  # SDF fits log no PSNR
-        ax_psnr.axis("off")
+    ax_psnr.legend(loc="lower right")
     for ax in (ax_loss, ax_psnr):
         ax.grid(alpha=0.3)
     fig.suptitle(title)

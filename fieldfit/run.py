@@ -45,13 +45,25 @@ class RunOptions:
     """continue the run in --out from its checkpoint"""
     overwrite: bool = False
     """replace a run already in --out"""
+    tensorboard: bool = False
+    """also log every record of metrics.jsonl to OUT/tensorboard (pip install tensorboard)"""
     inputs: tyro.conf.Suppress[tuple[Path, ...]] = ()
     """the input files or folders (their content digest is checked on --resume)"""
 
     def fit(self, task: Task, trainer_config: TrainerConfig, hooks: Sequence[Hook] = ()) -> dict:
-        """:func:`run_task` into ``out``."""
-        return run_task(task, trainer_config, self.out, resume=self.resume,
-                        overwrite=self.overwrite, inputs=self.inputs, hooks=hooks)
+        """:func:`run_task` into ``out`` (with the TensorBoard hook when asked)."""
+        if not self.tensorboard:
+            return run_task(task, trainer_config, self.out, resume=self.resume,
+                            overwrite=self.overwrite, inputs=self.inputs, hooks=hooks)
+        from .tensorboard import TensorBoardHook
+
+        board = TensorBoardHook(self.out)
+        try:
+            return run_task(task, trainer_config, self.out, resume=self.resume,
+                            overwrite=self.overwrite, inputs=self.inputs,
+                            hooks=[*hooks, board])
+        finally:
+            board.close()
 
 
 @contextlib.contextmanager
@@ -170,8 +182,10 @@ def _prepare(task: Task, trainer_config: TrainerConfig, out: Path, resume: bool,
     else:
         metrics_log.unlink(missing_ok=True)
         existing.unlink(missing_ok=True)  # --overwrite: no stale "last good" checkpoint
-    write_json(out / "config.json",
-               trainer.meta() | {"step": None, "elapsed": None, "inputs": digests})
+    if distributed.world_size() == 1:  # under torchrun the ranks plan together, in fit()
+        trainer.plan()  # a --seconds budget's step count, recorded in config.json
+    config = {k: v for k, v in trainer.meta().items() if k not in ("step", "elapsed")}
+    write_json(out / "config.json", config | {"inputs": digests})
     return trainer
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from .errors import UserError
 from .interrupts import Interrupted, StopSignals
 from .io import append_jsonl, write_bytes
 from .metrics import psnr_from_mse
+from .progress import progress_bar
 from .schedule import lr_factor
 from .tasks.base import Task
 
@@ -45,26 +47,34 @@ class TrainerConfig:
     """Optimisation and run control shared by every task."""
 
     steps: int | None = None
-    """training steps (default 2000 unless --seconds is given)"""
+    """training steps (unset: 2000, or planned from --seconds); a seed and a step count give
+    the same run on any load and thread count (the lr schedule runs by step)"""
     seconds: float | None = None
-    """wall-clock budget in seconds (stops at whichever of steps/seconds comes first)"""
+    """training-time budget in seconds: it counts the optimisation steps only (not loading,
+    sampling the data, building kernels, evaluating or writing outputs). The step count is
+    estimated from the speed of a few probe steps, then fixed and recorded as planned_steps
+    in config.json and metrics.json (pass it as --steps to repeat the run exactly); given
+    with --steps, the smaller count wins"""
     lr_encoding: float | None = None
-    """learning rate of encodings (grids, planes, RBF weights); default: the field preset's
+    """learning rate of encodings (grids, planes, RBF weights); unset: the field preset's
     recommendation, else 1e-2"""
     lr_decoder: float | None = None
-    """learning rate of decoders (MLPs); default: the field preset's recommendation, else 1e-2"""
+    """learning rate of decoders (MLPs); unset: the field preset's recommendation, else 1e-2"""
     betas: tuple[float, float] = (0.9, 0.99)
     """Adam betas"""
     eps: float = 1e-15
     """Adam epsilon"""
     schedule: Literal["cosine", "exponential", "constant"] = "cosine"
     """lr decay over the run"""
-    warmup_steps: int = 50
-    """linear lr warm-up steps"""
+    warmup: float = 0.02
+    """linear lr warm-up over this fraction of the run's steps (0: none)"""
     final_lr_factor: float = 0.03
     """lr at the end of the run, relative to the start"""
     eval_every: int = 0
     """evaluate every N steps (0: only at the end)"""
+    evals: int = 0
+    """evaluate N times, evenly spaced over the run's steps (also those planned for a
+    --seconds budget), besides the end (0: none)"""
     checkpoint_every: int = 500
     """write a checkpoint every N steps (and at the end, and on Ctrl-C)"""
     log_every: int = 25
@@ -90,7 +100,9 @@ class TrainerConfig:
                 raise UserError(f"--{name.replace('_', '-')}: must be > 0")
         if not 0 <= self.final_lr_factor < math.inf:
             raise UserError(f"--final-lr-factor {self.final_lr_factor}: must be >= 0 and finite")
-        for name in ("eval_every", "checkpoint_every", "log_every", "warmup_steps"):
+        if not 0 <= self.warmup <= 1:
+            raise UserError(f"--warmup {self.warmup}: must be a fraction in [0, 1]")
+        for name in ("eval_every", "evals", "checkpoint_every", "log_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if not 0 < self.dist_timeout < math.inf:
@@ -106,9 +118,15 @@ class TrainerConfig:
 
     @property
     def total_steps(self) -> int | None:
+        """The step count, unless it is to be estimated from ``seconds``."""
         if self.steps is None and self.seconds is None:
             return DEFAULT_STEPS
         return self.steps
+
+
+PROBE_STEPS = 3
+"""timed probe steps (after one untimed) from which a --seconds budget's step count is
+estimated"""
 
 
 Hook = Callable[["Trainer"], None]
@@ -154,6 +172,8 @@ class Trainer:
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.step = 0
         self.elapsed = 0.0
+        self.planned_steps: int | None = config.total_steps
+        """steps this run trains for (estimated from --seconds by :meth:`plan`)"""
         self.history: list[dict] = []
         self.saved_step: int | None = None
         """step of the checkpoint on disk that this run wrote or resumed from"""
@@ -172,6 +192,7 @@ class Trainer:
             "trainer_config": to_dict(self.config),
             "step": self.step,
             "elapsed": self.elapsed,
+            "planned_steps": self.planned_steps,
         }
 
     def to_checkpoint(self) -> Checkpoint:
@@ -203,6 +224,10 @@ class Trainer:
             self.generator.set_state(ckpt.rng)
         self.step = int(ckpt.meta["step"])
         self.elapsed = float(ckpt.meta["elapsed"])
+        saved = ckpt.meta.get("planned_steps")
+        if self.config.steps is None and isinstance(saved, int) and \
+                ckpt.meta["trainer_config"].get("seconds") == self.config.seconds:
+            self.planned_steps = saved  # the same budget: the same plan
         self.saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -276,24 +301,66 @@ class Trainer:
                             f"NaN; {self.last_good()}")
 
     # -- loop --------------------------------------------------------------------------
-    def _progress(self) -> float:
-        fractions = []
-        if self.config.total_steps:
-            fractions.append(self.step / self.config.total_steps)
-        if self.config.seconds:
-            fractions.append(self.elapsed / self.config.seconds)
-        return max(fractions) if fractions else 0.0
+    def plan(self) -> int:
+        """Fix :attr:`planned_steps`: the step count, or for a ``--seconds`` budget the steps
+        that fit in it at the speed measured so far (a resumed run's) or on probe steps."""
+        c = self.config
+        if c.seconds is None:  # a step count (also one changed after construction)
+            self.planned_steps = c.total_steps
+        if self.planned_steps is not None:
+            return self.planned_steps
+        if self.step > 0 and self.elapsed > 0:
+            per_step = self.elapsed / self.step
+        else:
+            per_step = self._probe_seconds_per_step()
+        per_step = distributed.mean_values({"s": per_step})["s"]  # one plan for all ranks
+        remaining = max(c.seconds - self.elapsed, 0.0)
+        planned = self.step + max(1, int(remaining / per_step))
+        self.planned_steps = min(planned, c.steps) if c.steps is not None else planned
+        log.info("--seconds %g: %.3g s per step -> %d steps (planned_steps; --steps %d "
+                 "repeats this run)", c.seconds, per_step, self.planned_steps,
+                 self.planned_steps)
+        return self.planned_steps
+
+    def _probe_seconds_per_step(self) -> float:
+        """Seconds per training step, timed on :data:`PROBE_STEPS` steps after an untimed one;
+        the model, its buffers, the optimiser and the generator are restored afterwards, so
+        the run is the one ``--steps planned_steps`` makes."""
+        model_state = {k: v.clone() for k, v in self.task.model.state_dict().items()}
+        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        generator_state = self.generator.get_state()
+        times = []
+        try:
+            for i in range(PROBE_STEPS + 1):
+                t0 = time.perf_counter()
+                self.task.before_step(self.step + i)
+                self.task.take_reset_parameters()
+                with autocast(self.device, self.config.precision):
+                    terms = self.task.train_step(self.step + i, self.generator)
+                host_values(terms)
+                self._optimise(terms["loss"])
+                times.append(time.perf_counter() - t0)
+        finally:
+            self.task.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+            self.generator.set_state(generator_state)
+            self.task.take_reset_parameters()
+        return max(sum(times[1:]) / PROBE_STEPS, 1e-9)
 
     def _done(self) -> bool:
-        total = self.config.total_steps
-        if total is not None and self.step >= total:
+        return self.step >= self.plan()
+
+    def _eval_due(self) -> bool:
+        """Whether the step just finished is one of ``--eval-every`` or of ``--evals``."""
+        c, planned = self.config, self.plan()
+        if c.eval_every and self.step % c.eval_every == 0:
             return True
-        return self.config.seconds is not None and self.elapsed >= self.config.seconds
+        return bool(c.evals) and self.step in {round(planned * (i + 1) / (c.evals + 1))
+                                               for i in range(c.evals)}
 
     def _set_lr(self) -> float:
         c = self.config
-        factor = lr_factor(c.schedule, self._progress(), self.step, c.warmup_steps,
-                           c.final_lr_factor)
+        factor = lr_factor(c.schedule, self.step, self.plan(), c.warmup, c.final_lr_factor)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         return factor
@@ -331,19 +398,18 @@ class Trainer:
         :class:`Interrupted`, so ``--resume`` continues bit for bit. A non-finite loss or state
         stops the run with an error instead of training on (or saving) garbage.
         """
-        from tqdm import tqdm
-
-        c = self.config
-        bar = tqdm(total=c.total_steps, initial=self.step,
-                   disable=not (self.progress and self.main), unit="step", dynamic_ncols=True,
-                   mininterval=1.0)
         self.task.model.train()
+        bar = None
         try:
             if self.averager is not None:  # rank 0's state (fresh or resumed) on every rank
                 distributed.broadcast_module(self.task.model)
+            planned = self.plan()  # under torchrun: every rank together, one count for all
+            bar = progress_bar(planned, "training", "step", initial=min(self.step, planned),
+                               disable=not (self.progress and self.main))
             return self._fit(bar)
         except distributed.PeerLost as err:
-            bar.close()
+            if bar is not None:
+                bar.close()
             raise UserError(f"{err} at step {self.step}; {self.last_good()}") from None
 
     def _fit(self, bar) -> dict[str, float]:
@@ -382,12 +448,10 @@ class Trainer:
                 bar.update(1)
                 if self.step % max(c.log_every, 1) == 0 or self._done():
                     post = {k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "psnr")}
-                    if c.seconds and not c.steps:
-                        post["left"] = f"{max(c.seconds - self.elapsed, 0):.0f}s"
                     bar.set_postfix(post, refresh=False)
                     self._log({"step": self.step, "time": round(self.elapsed, 3),
                                "lr_factor": factor, **values})
-                if c.eval_every and self.step % c.eval_every == 0 and not self._done():
+                if self._eval_due() and not self._done():
                     self._log({"step": self.step, "time": round(self.elapsed, 3),
                                "eval": self._evaluate()})
                     self.task.model.train()
@@ -408,14 +472,15 @@ class Trainer:
         self._log({"step": self.step, "time": round(self.elapsed, 3), "eval": result})
         steps_per_s = self.step / self.elapsed if self.elapsed > 0 else math.nan
         if self.main:
-            log.info("done: %d steps in %.1f s (%.1f steps/s)", self.step, self.elapsed,
-                     steps_per_s)
+            budget = f" (budget {c.seconds:g} s)" if c.seconds else ""
+            log.info("done: %d steps in %.1f s of training%s, %.1f steps/s", self.step,
+                     self.elapsed, budget, steps_per_s)
         extra = {}
         if self.averager is not None:
             extra = {"ranks": distributed.world_size(),
                      "allreduce_s_per_step": self.averager.seconds / max(self.averager.calls, 1)}
-        return {**result, "steps": self.step, "seconds": self.elapsed, "steps_per_s": steps_per_s,
-                **extra}
+        return {**result, "steps": self.step, "planned_steps": self.planned_steps,
+                "seconds": self.elapsed, "steps_per_s": steps_per_s, **extra}
 
 
 def _without_path(task_config: dict | None) -> dict | None:

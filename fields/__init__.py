@@ -9,8 +9,9 @@ from .field import Field, FieldConfig, ParamGroup
 from .fourier import FourierFeatureConfig, FourierFeatures
 from .frequency import FrequencyConfig, FrequencyEncoding
 from .hashgrid import HashGrid, HashGridConfig, HashGridLayout, hash_encode_torch, make_layout
+from .kernels import BackendName
 from .mlp import MLP, MLPConfig
-from .presets import FIELD_PRESETS, PresetContext, field_names, field_preset
+from .presets import FIELD_PRESETS, FieldName, PresetContext, field_names, field_preset
 from .radiance import RadianceConfig, RadianceField, trunc_exp
 from .rbf import RBFConfig, RBFEncoding
 from .rbf_init import image_weights, sdf_weights, weighted_kmeans
@@ -25,8 +26,8 @@ for _cfg in (HashGridConfig, FrequencyConfig, MLPConfig, DenseGridConfig, TriPla
 __all__ = [
     "ConfigError", "FIELD_PRESETS", "Field", "FieldConfig", "FrequencyConfig",
     "FrequencyEncoding", "HashGrid", "HashGridConfig", "HashGridLayout", "MLP", "MLPConfig",
-    "ParamGroup", "PresetContext", "field_names", "field_preset", "from_dict",
-    "hash_encode_torch", "make_layout", "register_config", "to_dict",
+    "ParamGroup", "PresetContext", "FieldName", "BackendName", "field_names", "field_preset",
+    "from_dict", "hash_encode_torch", "make_layout", "register_config", "to_dict",
     "RadianceConfig", "RadianceField", "SdfGeometryConfig", "SdfRadianceField", "SHEncoding",
     "sh_encode", "trunc_exp",
     "CAMConfig", "CAMDecoder", "ConcatConfig", "ConcatEncoding", "DenseGridConfig",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -51,6 +51,8 @@ ACTIVATIONS = {
     "sine": Sine,
     "none": nn.Identity,
 }
+Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
+"""an activation name (the CLI lists and checks them)"""
 
 
 def make_activation(name: str) -> nn.Module:
@@ -70,10 +72,10 @@ class MLPConfig:
     """hidden width"""
     n_hidden: int = 2
     """number of hidden layers"""
-    activation: str = "relu"
+    activation: Activation = "relu"
     """hidden activation (sine: SIREN, with SIREN's weight init)"""
-    output_activation: str = "none"
-    """activation on the output (none, sigmoid, ...)"""
+    output_activation: Activation = "none"
+    """activation on the output"""
     omega: float = 30.0
     """frequency factor of the sine activation, sin(omega * x)"""
     sine_composition: tuple[float, float] | None = None

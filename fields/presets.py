@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Literal
 
 from .budget import fit_budget
 from .cam import CAMConfig
@@ -123,6 +124,10 @@ FIELD_PRESETS: dict[str, Callable[[PresetContext], FieldConfig]] = {
 
 def field_names() -> list[str]:
     return sorted(FIELD_PRESETS)
+
+
+FieldName = Literal[tuple(field_names())]  # type: ignore[valid-type]
+"""a ``--field`` preset name (the CLI lists and checks them)"""
 
 
 def field_preset(name: str, ctx: PresetContext) -> FieldConfig:

@@ -18,6 +18,8 @@ import torch
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 """(n, 3) points -> (n,) signed values, negative inside"""
+Progress = Callable[[int], None]
+"""called with the number of points just evaluated"""
 
 MIN_COARSE = 32
 """cells per axis of the coarsest level"""
@@ -63,12 +65,14 @@ def grid_points(index: torch.Tensor, lo: torch.Tensor, cell: torch.Tensor) -> to
 
 
 def _evaluate(sdf_fn: SdfFn, index: torch.Tensor, lo: torch.Tensor, cell: torch.Tensor,
-              chunk: int, device: torch.device) -> torch.Tensor:
-    """(n,) float32 field values at the grid vertices ``index`` (n, 3), ``chunk`` at a time."""
+              chunk: int, device: torch.device, progress: Progress) -> torch.Tensor:
+    """(n,) float32 field values at the grid vertices ``index`` (n, 3), ``chunk`` at a time,
+    each chunk reported to ``progress``."""
     out = torch.empty(len(index), dtype=torch.float32, device="cpu")
     for start in range(0, len(index), chunk):
         pts = grid_points(index[start:start + chunk], lo, cell).to(device, torch.float32)
         out[start:start + chunk] = sdf_fn(pts).reshape(-1).float().cpu()
+        progress(len(pts))
     return out
 
 
@@ -109,9 +113,14 @@ def _upsample(values: torch.Tensor) -> torch.Tensor:
 
 
 def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
-                       chunk: int = 2**18) -> np.ndarray:
+                       chunk: int = 2**18,
+                       progress: Callable[[int, int], None] | None = None,
+                       narrow: bool = True) -> np.ndarray:
     """Field values on the (resolution+1)^3 vertices of a grid over ``bounds``; the grid
-    lives in host memory and ``chunk`` points at a time go to the device of ``bounds``.
+    lives in host memory and ``chunk`` points at a time go to the device of ``bounds``, each
+    reported as ``progress(points, points found so far)`` (the total grows level by level).
+    ``narrow=False`` samples every vertex at ``resolution`` (for fields that are not distances,
+    such as densities, whose band cannot be bounded by the cell size).
 
     Args:
         bounds: (2, 3) box corners (min, max), on the field's device.
@@ -122,11 +131,17 @@ def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
     device = bounds.device
     lo, hi = bounds[0].double().cpu(), bounds[1].double().cpu()
     r = resolution
-    while r % 2 == 0 and r // 2 >= MIN_COARSE:
+    while narrow and r % 2 == 0 and r // 2 >= MIN_COARSE:
         r //= 2
     axes = [torch.arange(r + 1, device="cpu")] * 3
     index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    values = _evaluate(sdf_fn, index, lo, (hi - lo) / r, chunk, device)
+    found = [len(index)]
+
+    def report(n: int) -> None:
+        if progress is not None:
+            progress(n, found[0])
+
+    values = _evaluate(sdf_fn, index, lo, (hi - lo) / r, chunk, device, report)
     values = values.reshape(r + 1, r + 1, r + 1)
     while r < resolution:
         flagged = _near_surface_cells(values, float(((hi - lo) / r).norm()))
@@ -140,8 +155,9 @@ def sample_narrow_band(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
         need[::2, ::2, ::2] = False  # already exact at the coarser level
         index = need.nonzero()
         del need
+        found[0] += len(index)
         values[index[:, 0], index[:, 1], index[:, 2]] = _evaluate(
-            sdf_fn, index, lo, (hi - lo) / r, chunk, device)
+            sdf_fn, index, lo, (hi - lo) / r, chunk, device, report)
     return values.numpy()
 
 
@@ -166,12 +182,13 @@ def marching_cubes(volume: np.ndarray, bounds: torch.Tensor,
 
 
 def extract_mesh(sdf_fn: SdfFn, resolution: int, bounds: torch.Tensor,
-                 chunk: int = 2**18) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int = 2**18, progress: Callable[[int, int], None] | None = None,
+                 narrow: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of ``sdf_fn``'s zero level at ``resolution`` cells per axis over
     ``bounds`` (2, 3, on the field's device); returns vertices (n, 3) float64 and faces
     (m, 3) int64, which are empty when the field has no zero crossing. MeshResolutionError
-    when it cannot fit in memory."""
+    when it cannot fit in memory. ``progress``, ``narrow``: see :func:`sample_narrow_band`."""
     check_resolution(resolution)
     with torch.no_grad():
-        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk)
+        volume = sample_narrow_band(sdf_fn, resolution, bounds, chunk, progress, narrow)
     return marching_cubes(volume, bounds)

@@ -11,6 +11,9 @@ BACKGROUND = 1.0
 FRONT = np.array([0.72, 0.76, 0.84])
 BACK = np.array([0.85, 0.45, 0.35])
 """colour of back faces seen through holes or of inverted surfaces"""
+BACK_COSINE = -0.2
+"""a hit is a back face below this cosine to the viewer: grazing hits on a silhouette, where
+a ray meets the edge between a front and a back face, stay front-coloured"""
 
 
 def view_direction(azimuth: float, elevation: float) -> np.ndarray:
@@ -54,7 +57,7 @@ def shade_mesh(vertices: np.ndarray, faces: np.ndarray, size: int = 512,
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
     light = towards_viewer + 0.5 * up + 0.3 * right
     light /= np.linalg.norm(light)
-    facing = normals @ towards_viewer >= 0
+    facing = normals @ towards_viewer >= BACK_COSINE
     lambert = np.abs(normals @ light)
     colour = np.where(facing[:, None], FRONT, BACK) * (0.25 + 0.75 * lambert[:, None])
     image.reshape(-1, 3)[hit] = colour

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ class SceneError(ValueError):
 
 
 ALPHA_MODES = ("white", "black", "keep")
+AlphaMode = Literal[ALPHA_MODES]  # type: ignore[valid-type]
+"""how RGBA images are read: composited on white or black, or the alpha channel kept"""
 MIN_SIDE = 11
 """smallest image side: the SSIM window of the evaluation is 11 x 11"""
 MAX_PIXELS = 2**26

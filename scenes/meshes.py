@@ -9,6 +9,7 @@ no Python loop ever runs per point. Distances are negative inside.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ SAMPLE_MIX = (100, 200, 150, 50, 100)
 MAX_COORDINATE = 1e30
 """largest accepted |vertex coordinate|: volumes (extent^3) must stay finite in float64"""
 """relative counts: surface, one per NOISE_SIGMAS, uniform in the box (tri-plane: x 1000)"""
+SDF_CHUNK = 2**18
+"""points per signed-distance query of :func:`sample_sdf` (one progress report each)"""
 
 
 @dataclass(frozen=True)
@@ -238,10 +241,13 @@ def to_sdf_mesh(mesh, margin: float = 0.1, name: str = "mesh") -> SdfMesh:
                    transform=transform, watertight=bool(mesh.is_watertight), notes=notes)
 
 
-def sample_sdf(mesh: SdfMesh, n: int, seed: int) -> SdfSamples:
+def sample_sdf(mesh: SdfMesh, n: int, seed: int,
+               progress: Callable[[int, int], None] | None = None) -> SdfSamples:
     """``n`` training points in the tri-plane mix (:data:`SAMPLE_MIX`): exact surface points
     (SDF 0, with normals), Gaussian perturbations of surface points at :data:`NOISE_SIGMAS`
-    and uniform points in the box; perturbed points are clipped to the box.
+    and uniform points in the box; perturbed points are clipped to the box. The distances are
+    computed :data:`SDF_CHUNK` points at a time, each chunk reported as
+    ``progress(points, n_off_surface)``.
     """
     rng = np.random.default_rng(seed)
     weights = np.asarray(SAMPLE_MIX, dtype=np.float64)
@@ -254,7 +260,12 @@ def sample_sdf(mesh: SdfMesh, n: int, seed: int) -> SdfSamples:
     noisy = np.clip(surface[n_surface:] + noise, -BOX, BOX)
     uniform = rng.uniform(-BOX, BOX, (counts[-1], 3))
     off_surface = np.concatenate([noisy, uniform])
-    sdf = np.concatenate([np.zeros(n_surface), mesh.signed_distance(off_surface)])
+    distances = []
+    for start in range(0, len(off_surface), SDF_CHUNK):
+        distances.append(mesh.signed_distance(off_surface[start:start + SDF_CHUNK]))
+        if progress is not None:
+            progress(len(distances[-1]), len(off_surface))
+    sdf = np.concatenate([np.zeros(n_surface), *distances])
     points = np.concatenate([surface[:n_surface], off_surface])
     return SdfSamples(points=torch.from_numpy(points).float(), sdf=torch.from_numpy(sdf).float(),
                       normals=torch.from_numpy(normals[:n_surface]).float())

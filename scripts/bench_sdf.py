@@ -66,7 +66,7 @@ class Args:
 
 
 def task_config(args: Args, field: str) -> SdfTaskConfig:
-    return SdfTaskConfig(field=field, budget=args.budget, loss=args.loss,
+    return SdfTaskConfig(field=field, params=args.budget, loss=args.loss,
                          batch_size=args.batch_size, n_samples=args.n_samples,
                          resolution=args.resolution, eval_points=args.eval_points,
                          eval_surface_points=args.eval_surface_points)

@@ -101,7 +101,7 @@ def test_bad_sdf_options_and_meshes(tmp_path, capsys, cube):
     small = ["--n-samples", "4096", "--eval-points", "4096", "--resolution", "16",
              "--steps", "2", "--out", out]
     for args, culprit in [
-        ([cube, "--budget", "1", *small], "--budget 1:"),
+        ([cube, "--params", "1", *small], "--params 1:"),
         ([cube, "--max-res", "-5", *small], "--max-res -5"),
         ([far, *small], str(far)),
     ]:

@@ -44,7 +44,7 @@ def test_broken_encoder_cannot_reach_floor(tmp_path):
 
 @pytest.mark.parametrize("loss", ["mse", "mse+s3im"])  # S3IM permutes with the trainer RNG
 def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, loss):
-    cfg = TrainerConfig(steps=40, checkpoint_every=0, warmup_steps=5)
+    cfg = TrainerConfig(steps=40, checkpoint_every=0, warmup=5 / 40)
     torch.manual_seed(1)
     full = small_task(loss=loss)
     (tmp_path / "full").mkdir()

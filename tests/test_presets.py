@@ -76,7 +76,7 @@ def test_every_preset_fits_a_small_image(name, tmp_path):
     image = smooth_image(16)  # a constant colour scores 12.9 dB
     task = build_task(ImageTask, ImageTarget(image), ImageTaskConfig(
         field=name, batch_size=256, params=12_000), torch.device("cpu"), seed=0)
-    result = Trainer(task, TrainerConfig(steps=300, warmup_steps=10, checkpoint_every=0),
+    result = Trainer(task, TrainerConfig(steps=300, warmup=10 / 300, checkpoint_every=0),
                      tmp_path, progress=False).fit()
     # cam's 300 steps span 15.3 (seed 0) to 22.9 dB over seeds 0-3; the others reach > 20
     assert result["psnr"] > (14.5 if name == "cam" else 20.0), result["psnr"]

@@ -32,7 +32,7 @@ def fit(mesh, tmp_path, field: str, steps: int, batch: int, lr: float = 1e-3,
         **task) -> dict:
     config = SdfTaskConfig(field=field, n_samples=8 * batch, batch_size=batch,
                            **{"loss": "l1", **SMALL, **task})
-    trainer = TrainerConfig(steps=steps, lr_encoding=lr, lr_decoder=lr, warmup_steps=10,
+    trainer = TrainerConfig(steps=steps, lr_encoding=lr, lr_decoder=lr, warmup=10 / steps,
                             checkpoint_every=0)
     task = build_task(SdfTask, mesh, config, torch.device("cpu"), seed=0)
     return Trainer(task, trainer, tmp_path, progress=False).fit()
@@ -50,7 +50,7 @@ SPHERE_STEPS = {"triplane-recipe": 300}
 @pytest.mark.parametrize("field", field_names())
 def test_every_preset_fits_a_sphere(sphere, tmp_path, field):
     result = fit(sphere, tmp_path, field, steps=SPHERE_STEPS.get(field, 100), batch=1024,
-                 budget=100_000)
+                 params=100_000)
     assert result["iou"] > SPHERE_FLOORS[field], result
 
 

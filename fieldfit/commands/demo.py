@@ -21,7 +21,10 @@ from .nerf import build_nerf_task, summary
 # Sized for 64 x 64 images: a coarser march and grid than lego's (a step still finer than a
 # pixel's footprint), and a smaller hash table.
 DEMO_NERF = NerfTaskConfig(log2_table=17, samples_per_step=2**15, render_steps=256,
-                           occupancy=OccupancyConfig(resolution=64), video_frames=48)
+                           occupancy=OccupancyConfig(resolution=64), video_frames=48,
+                           eval_views=0)
+DEMO_EVALS = 5
+"""test-set evaluations during the demo's fit (its training curve's test points)"""
 
 
 @dataclass
@@ -36,7 +39,7 @@ class DemoCommand:
     target: Literal["nerf", "image"] = "nerf"
     """nerf (the procedural scene) or image (a generated test image)"""
     seconds: float | None = None
-    """training time budget (default: 100 for nerf, 45 for image)"""
+    """training-time budget in seconds; unset: 100 for nerf, 45 for image"""
     size: int = 64
     """nerf: image size of the generated scene"""
     debug: bool = False
@@ -51,7 +54,7 @@ class DemoCommand:
         if self.target == "image":
             return self._image(out)
         data = write_procedural_scene(out / "scene", size=self.size)
-        train = TrainerConfig(seconds=self.seconds or 100.0)
+        train = TrainerConfig(seconds=self.seconds or 100.0, evals=DEMO_EVALS)
         task = build_nerf_task(data, SceneOptions(), DEMO_NERF, train)
         result = run_task(task, train, out, overwrite=True)
         print(f"demo: {summary(result, out)}/: renders/ (test views and depth maps), "

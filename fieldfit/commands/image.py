@@ -8,8 +8,8 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import check_budget, field_names
-from fieldfit.scenes import ALPHA_MODES, ImageTarget, load_image
+from fieldfit.fields import field_names, from_dict
+from fieldfit.scenes import ALPHA_MODES, AlphaMode, ImageTarget, load_image
 from fieldfit.scenes.images import MIN_SIDE
 
 from ..errors import UserError
@@ -26,12 +26,7 @@ def build_image_task(target: ImageTarget, config: ImageTaskConfig, train: Traine
     CLI flag."""
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
-    task = build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
-    try:
-        check_budget(config.params, task.model.n_parameters(trainable_only=False), "--params")
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    return task
+    return build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
 
 
 @dataclass
@@ -43,12 +38,20 @@ class ImageCommand:
     """image file (PNG, JPEG, 16-bit PNG, EXR, ...)"""
     output: Annotated[RunOptions, Flat] = field(
         default_factory=lambda: RunOptions(Path("runs/image")))
-    alpha: str = "white"
+    alpha: AlphaMode = "white"
     """RGBA images: composite on white or black, or keep the alpha channel"""
     task: Annotated[ImageTaskConfig, Flat] = field(default_factory=ImageTaskConfig)
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> ImageCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        data = config["task_config"]["data"]
+        return cls(Path(data["path"]), alpha=data["alpha"],
+                   task=from_dict(ImageTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.path,)

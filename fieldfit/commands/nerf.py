@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
+from fieldfit.fields import field_names, from_dict
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from ..errors import UserError
@@ -33,16 +33,20 @@ def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig,
 
 def summary(result: dict, out: Path) -> str:
     views = f"{result['eval_views']} of {result['test_views']} test views"
-    return (f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} ({views}) after "
+    text = (f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} ({views}) after "
             f"{result['steps']} steps ({result['seconds']:.1f} s); outputs in {out}")
+    if result["eval_views"] < result["test_views"]:
+        text += f"\nevaluate every test view with: fieldfit eval {out} --views 0"
+    return text
 
 
 @dataclass
 class NerfCommand:
     """Fit a radiance field to posed images (a Blender-format folder with
     transforms_{train,test}.json, or an LLFF folder with poses_bounds.npy): writes test renders
-    and depth maps (renders/), a turntable video, metrics.json (test PSNR/SSIM),
-    training_curve.png and checkpoint.safetensors into --out."""
+    and depth maps of --eval-views test views (renders/), metrics.json (test PSNR/SSIM, per
+    view too), training_curve.png and checkpoint.safetensors into --out; `fieldfit render RUN`
+    makes videos."""
 
     data: tyro.conf.Positional[Path]
     """scene folder"""
@@ -54,6 +58,14 @@ class NerfCommand:
     viewer: Annotated[ViewerOptions, Flat] = field(default_factory=ViewerOptions)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> NerfCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        data = config["task_config"]["data"]
+        return cls(Path(data["path"]), scene=from_dict(SceneOptions, data["scene"]),
+                   task=from_dict(NerfTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.data,)

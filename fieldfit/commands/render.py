@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from tqdm import tqdm
 
 from fieldfit.renderers import Cameras, orbit_path, spiral_path
 from fieldfit.renderers.camera_path import interpolate_path, load_camera_path, resized
@@ -14,8 +13,9 @@ from fieldfit.renderers.camera_path import interpolate_path, load_camera_path, r
 from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
-from ..io import prepare_out_dir, write_image
+from ..io import prepare_out_dir
 from ..media import write_video
+from ..progress import tracked
 from ..tasks import RayTask, task_from_checkpoint
 
 PATHS = ("turntable", "test", "spiral", "orbit", "interpolate")
@@ -47,16 +47,19 @@ class RenderCommand:
     path: str = "turntable"
     """turntable (orbit, or spiral for forward-facing scenes), spiral (a circle in the mean
     camera's image plane), orbit (around the scene centre), interpolate (a smooth curve through
-    the training cameras), test (the test views, as PNGs) or FILE.json (nerfstudio
-    camera_path: its fps and frames; --resolution still applies)"""
+    the training cameras), test (test views as test_NNN.png with test_NNN_depth.png, see
+    --views) or FILE.json (nerfstudio camera_path: its fps and frames; --resolution still
+    applies)"""
+    views: int | None = None
+    """--path test: N evenly spaced test views, 0 for all; unset: the run's --eval-views"""
     out: Path | None = None
-    """output folder (default: render_NAME in the run folder)"""
+    """output folder; unset: render_NAME in the run folder"""
     fps: int = 24
-    """frames per second of the video"""
+    """frames per second of the video (a camera-path file's own fps wins)"""
     seconds: float = 2.0
     """length of the video of a named path (frames = fps x seconds)"""
     resolution: tuple[int, int] | None = None
-    """width height of the video frames (default: the training images' size, or the file's)"""
+    """width height of the video frames; unset: the training images' size, or the file's"""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda or cuda:N"""
     debug: bool = False
@@ -66,6 +69,8 @@ class RenderCommand:
         n_frames = round(self.fps * self.seconds)
         if self.fps < 1 or n_frames < 1:
             raise UserError(f"--fps {self.fps} --seconds {self.seconds}: need at least a frame")
+        if self.views is not None and self.views < 0:
+            raise UserError(f"--views {self.views}: must be >= 0")
         if self.resolution is not None and min(self.resolution) < 1:
             raise UserError(f"--resolution {self.resolution}: must be >= 1")
         ckpt_path = self.checkpoint
@@ -85,15 +90,12 @@ class RenderCommand:
             if self.resolution is not None:
                 cameras = resized(cameras, *self.resolution)
             frames = [task.render_view(cameras, i)["rgb"]
-                      for i in tqdm(range(len(cameras)), desc=f"rendering {name}", unit="frame")]
+                      for i in tracked(range(len(cameras)), f"rendering {name}", "frame")]
             paths = [write_video(out / name, frames, fps)]
         else:
-            split = task.scene.splits["test"]
-            paths = []
-            for i in range(len(split)):
-                view = task.render_view(split.cameras, i)
-                paths.append(out / f"test_{i:03d}.png")
-                write_image(paths[-1], view["rgb"])
+            if self.views is not None:
+                task.use_eval_views(self.views)
+            paths = task.write_test_views(out)
         print(f"rendered {len(paths)} file(s) into {out} from "
               f"{ckpt_path if ckpt_path.suffix else ckpt_path / CHECKPOINT_NAME}")
         return paths

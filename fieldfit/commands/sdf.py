@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import check_budget, field_names
+from fieldfit.fields import field_names, from_dict
 from fieldfit.scenes.meshes import load_mesh
 
 from ..errors import UserError
@@ -25,13 +25,8 @@ def build_sdf_task(path: Path, config: SdfTaskConfig, train: TrainerConfig) -> S
     if config.field.lower() not in field_names():
         raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     mesh = load_mesh(path, margin=config.margin)
-    task = build_task(SdfTask, mesh, config, train.resolved_device(), train.seed,
+    return build_task(SdfTask, mesh, config, train.resolved_device(), train.seed,
                       SdfTask.source_of(mesh, path))
-    try:
-        check_budget(config.budget, task.model.n_parameters(trainable_only=False), "--budget")
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    return task
 
 
 @dataclass
@@ -48,6 +43,13 @@ class SdfCommand:
     train: Annotated[TrainerConfig, Flat] = field(default_factory=TrainerConfig)
     debug: bool = False
     """show tracebacks"""
+
+    @classmethod
+    def from_config(cls, config: dict) -> SdfCommand:
+        """The command that made the run of ``config`` (its config.json)."""
+        return cls(Path(config["task_config"]["data"]["path"]),
+                   task=from_dict(SdfTaskConfig, config["task_config"]["task"]),
+                   train=from_dict(TrainerConfig, config["trainer_config"]))
 
     def run(self) -> dict:
         self.output.inputs = (self.path,)

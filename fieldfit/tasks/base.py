@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,6 +12,19 @@ import torch
 from torch import nn
 
 from fieldfit.fields import FieldConfig, ParamGroup, to_dict
+
+
+@dataclass
+class BudgetOptions:
+    """The one parameter-budget option of every task."""
+
+    params: int | None = None
+    """parameter count (trainable and frozen, e.g. NeuRBF's centres) to size the field
+    preset to, within 1%; unset: the preset's own size"""
+
+    def __post_init__(self) -> None:
+        if self.params is not None and self.params < 1:
+            raise ValueError(f"--params {self.params}: must be >= 1")
 
 
 class Task(ABC):
@@ -74,6 +88,10 @@ class Task(ABC):
         """JSON-able task config (saved in checkpoints; must match on resume)."""
         return {"task": to_dict(self.config), "field": to_dict(self.field_config),
                 "data": self.source}
+
+    def budgeted_parameters(self) -> int:
+        """Parameters that ``--params`` sizes (trainable and frozen)."""
+        return self.model.n_parameters(trainable_only=False)
 
     def initialize(self) -> None:  # noqa: B027  (optional hook)
         """Data-driven initialisation of a fresh model (e.g. NeuRBF kernel placement); runs

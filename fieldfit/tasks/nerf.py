@@ -15,9 +15,12 @@ from fieldfit.renderers import OccupancyGrid, Rays, RenderOutput, render_rays
 from fieldfit.renderers.contraction import ContractedPoints
 from fieldfit.renderers.occupancy import MultiLevelOccupancyGrid
 
+from ..surface import Surface
 from .rays import NerfModel, NerfTaskConfig, RayTask
 
 CONTRACTION_LEVELS = 4  # unbounded scenes: occupancy levels out to 8x the unit box
+DENSITY_THRESHOLD = 10.0
+"""density (per world unit) whose level set `fieldfit mesh` extracts from a density NeRF"""
 
 
 class NerfTask(RayTask):
@@ -55,6 +58,21 @@ class NerfTask(RayTask):
     def render_train(self, rays: Rays, background: torch.Tensor, generator: torch.Generator,
                      step: int) -> tuple[RenderOutput, dict[str, tuple]]:
         return self.render(rays, background, train=True, generator=generator), {}
+
+    def surface(self, threshold: float = DENSITY_THRESHOLD) -> Surface:
+        """The level ``density = threshold`` (per world unit) over the scene box (the unit
+        box of an unbounded scene's contracted space), in the scene's frame, as instant-ngp's
+        marching cubes offers; the density is read along one fixed view direction."""
+        self.model.eval()
+        field = self._point_field()
+        direction = F.normalize(torch.ones(1, 3, device=self.device), dim=-1)
+        bounds = torch.tensor([[-1.0] * 3, [1.0] * 3], device=self.device) \
+            if self.source.get("contracted") else self.model.field.aabb
+
+        def level(x: torch.Tensor) -> torch.Tensor:  # negative inside, like an SDF
+            return threshold - field.density(x, direction.expand(len(x), 3))
+
+        return Surface(sdf=level, bounds=bounds, to_input=lambda v: v, distance=False)
 
     def _point_field(self):
         """The field's point functions over world points (contracted for unbounded scenes)."""

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 from fieldfit.fields import (
+    BackendName,
     FieldConfig,
+    FieldName,
     ParamGroup,
     PresetContext,
     RadianceConfig,
@@ -51,9 +53,10 @@ from fieldfit.scenes import NerfScene, SceneOptions, load_nerf_scene
 
 from .. import distributed
 from ..io import write_image, write_json
-from ..media import colorize_depth, write_video
+from ..media import colorize_depth_range, with_colour_bar, write_video
 from ..metrics import psnr, ssim
-from .base import Task
+from ..progress import tracked
+from .base import BudgetOptions, Task
 
 log = logging.getLogger("fieldfit")
 
@@ -66,11 +69,11 @@ MAX_RENDER_STEPS = 2**16
 
 
 @dataclass
-class NerfTaskConfig(S3IMOptions):
+class NerfTaskConfig(BudgetOptions, S3IMOptions):
     """NeRF fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
 
-    field: str = "grid"
-    """field preset for the geometry (see `fieldfit nerf --help` for the list)"""
+    field: FieldName = "grid"
+    """field preset of the geometry (see the README's "Field representations")"""
     geometry: Literal["density", "sdf"] = "density"
     """density (NeRF), or sdf: a signed distance rendered as NeuS does, whose surface
     `fieldfit mesh` extracts"""
@@ -78,8 +81,9 @@ class NerfTaskConfig(S3IMOptions):
     """hash-table size of grid-based fields"""
     max_res: int = 0
     """finest grid resolution over the scene box (0: 2048 x box side / 3)"""
-    backend: str = "auto"
-    """hash-grid backend: auto, torch, ..."""
+    backend: BackendName = "auto"
+    """hash-grid backend: auto (the fastest that loads: cpp on a CPU; tcnn, triton, then
+    torch on CUDA), torch (the reference), cpp (C++ kernels, CPU), triton or tcnn (CUDA)"""
     renderer: Literal["auto", "torch", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
     cam: Literal["none", "point", "direction"] = "none"
@@ -92,7 +96,7 @@ class NerfTaskConfig(S3IMOptions):
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"
-    """loss terms joined by '+', e.g. mse, huber, mse+s3im"""
+    """loss terms joined by '+' (e.g. mse+s3im) from: mse, l1, huber, relative_l2, s3im"""
     train_background: Literal["random", "white", "black", "scene"] = "random"
     """background behind transparent training pixels (random teaches transparency)"""
     far_field: Literal["learned", "none"] = "none"
@@ -120,17 +124,22 @@ class NerfTaskConfig(S3IMOptions):
     mesh_resolution: int = 256
     """--geometry sdf: marching-cubes cells per axis of the mesh.ply written with the outputs
     (0: none)"""
-    eval_views: int = 0
-    """test views to evaluate and render: 0 for all, N for N evenly spaced ones"""
+    eval_views: int = 4
+    """test views to evaluate and render at the end of the fit: N evenly spaced ones, 0 for
+    all (sized for a CPU; `fieldfit eval RUN --views 0` measures all of them afterwards)"""
     chunk: int = 8192
     """rays per forward pass when rendering images"""
     kernel_placement_step: int = 500
     """adaptive fields (rbf): the step at which the kernels are placed from the field learnt
     so far (NeuRBF's distillation, see RayTask.place_kernels); they sit on a lattice before"""
-    video_frames: int = 48
-    """frames of the turntable video (0: no video)"""
+    video_frames: int = 0
+    """frames of a turntable video written with the outputs (0: none; `fieldfit render RUN`
+    renders one afterwards)"""
+    video_fps: int = 24
+    """frames per second of that video (48 frames at 24: two seconds)"""
 
     def __post_init__(self) -> None:
+        BudgetOptions.__post_init__(self)
         if (self.samples_per_step or 64) < 64 or self.max_rays < 64:
             raise ValueError("--samples-per-step and --max-rays must be >= 64")
         if self.render_steps < 8:
@@ -148,8 +157,9 @@ class NerfTaskConfig(S3IMOptions):
         if self.kernel_placement_step < 0:
             raise ValueError(f"--kernel-placement-step {self.kernel_placement_step}: must be "
                              ">= 0")
-        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1:
-            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk >= 1")
+        if self.eval_views < 0 or self.video_frames < 0 or self.chunk < 1 or self.video_fps < 1:
+            raise ValueError("--eval-views and --video-frames must be >= 0, --chunk and "
+                             "--video-fps >= 1")
         if not 0 <= self.early_stop_eps < 1 or not 0 <= self.alpha_thre < 1:
             raise ValueError("--early-stop-eps and --alpha-thre must be in [0, 1)")
         if self.eikonal_weight < 0 or self.cos_anneal_steps < 0 or self.mesh_resolution < 0:
@@ -203,7 +213,8 @@ class RayTask(Task):
         side = float((aabb[1] - aabb[0]).max())
         max_res = config.max_res or round(2048 * side / 3)
         ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
-                            backend=config.backend, out_dims=1 + config.radiance.geo_features,
+                            backend=config.backend, budget=config.params,
+                            out_dims=1 + config.radiance.geo_features,
                             view_dependent=self.view_dependent, cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.samples_per_step = (config.samples_per_step or self.field_config.batch_size
@@ -296,6 +307,10 @@ class RayTask(Task):
         into the loss, or only logged where the weight is None."""
 
     # -- Task interface --------------------------------------------------------------------
+    def budgeted_parameters(self) -> int:
+        """The geometry field's parameters (the preset that ``--params`` sizes)."""
+        return self.model.field.geometry.n_parameters(trainable_only=False)
+
     def param_groups(self) -> list[ParamGroup]:
         groups = self.model.field.param_groups()
         if self.model.far_field is not None:
@@ -415,17 +430,24 @@ class RayTask(Task):
         views = self._eval_renders()
         return {"psnr": float(np.mean([v["psnr"] for v in views])),
                 "ssim": float(np.mean([v["ssim"] for v in views])),
-                "eval_views": len(views), "test_views": len(self.scene.splits["test"])}
+                "eval_views": len(views), "test_views": len(self.scene.splits["test"]),
+                "per_view": [{"index": v["index"], "psnr": v["psnr"], "ssim": v["ssim"]}
+                             for v in views]}
 
-    def write_outputs(self, out_dir: Path) -> list[Path]:
-        out_dir = Path(out_dir)
-        (out_dir / "renders").mkdir(parents=True, exist_ok=True)
+    def write_test_views(self, folder: Path) -> list[Path]:
+        """The evaluated test views as ``test_NNN.png`` and ``test_NNN_depth.png``."""
+        folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for view in self._eval_renders():
-            stem = out_dir / "renders" / f"test_{view['index']:03d}"
+            stem = folder / f"test_{view['index']:03d}"
             write_image(stem.with_name(stem.name + ".png"), view["rgb"])
             write_image(stem.with_name(stem.name + "_depth.png"), view["depth_image"])
             paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
+        return paths
+
+    def write_outputs(self, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        paths = self.write_test_views(out_dir / "renders")
         if self.config.video_frames:
             paths.append(self.write_video(out_dir / "turntable", self.config.video_frames))
         paths += self.write_head_outputs(out_dir)
@@ -471,11 +493,14 @@ class RayTask(Task):
         self._announce_eval_time(split.cameras, self.eval_indices)
         views = []
         rank, world = distributed.rank(), distributed.world_size()
-        for i in self.eval_indices[rank::world]:  # this rank's views, then everyone's
+        mine = self.eval_indices[rank::world]  # this rank's views, then everyone's
+        for i in tracked(mine, "evaluating test views", "view"):
             view = self.render_view(split.cameras, i)
             pred = torch.from_numpy(view["rgb"])
+            image, lo, hi = colorize_depth_range(view["depth"], view["opacity"] > 0.5)
             view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
-                        depth_image=colorize_depth(view["depth"], view["opacity"] > 0.5))
+                        depth_image=with_colour_bar(image, lo, hi, self.depth_label,
+                                                    reverse=True))
             views.append(view)
         if world > 1:
             views = sorted((v for part in distributed.all_gather_objects(views) for v in part),
@@ -502,6 +527,11 @@ class RayTask(Task):
                         "--eval-views 1 or a --downscale of the scene shortens it",
                         per_view, w, h, len(indices))
 
+    @property
+    def depth_label(self) -> str:
+        """What the depth maps' colour bar measures."""
+        return "NDC depth" if self.scene.ndc else "depth (scene units along the ray)"
+
     def video_path(self, n_frames: int) -> Cameras:
         """Turntable around the object (or a circle for forward-facing scenes)."""
         cameras = self.scene.splits["train"].cameras
@@ -510,8 +540,9 @@ class RayTask(Task):
 
     def write_video(self, path: Path, n_frames: int) -> Path:
         cameras = self.video_path(n_frames)
-        frames = [self.render_view(cameras, i)["rgb"] for i in range(n_frames)]
-        return write_video(path, frames)
+        frames = [self.render_view(cameras, i)["rgb"]
+                  for i in tracked(range(n_frames), "rendering the turntable", "frame")]
+        return write_video(path, frames, self.config.video_fps)
 
     # -- helpers ---------------------------------------------------------------------------
     def _train_background(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fieldfit.fields import FieldConfig, from_dict
+from fieldfit.fields import FieldConfig, check_budget, from_dict
 
 from ..checkpoint import Checkpoint, check_matches
 from ..device import seeded
@@ -45,6 +45,7 @@ def build_task(cls: type[Task], data: Any, config: Any, device: torch.device, se
         with seeded(seed, device):
             task = cls(data, config, device=device, source=source)
             task.initialize()
+        check_budget(getattr(config, "params", None), task.budgeted_parameters(), "--params")
     except UserError:
         raise
     except ValueError as err:

@@ -258,7 +258,7 @@ class SceneViewer:
         if self._rate is not None and elapsed > self._rate[1]:
             rate = (step - self._rate[0]) / (elapsed - self._rate[1])
         self._rate = (step, elapsed)
-        total, seconds = trainer.config.total_steps, trainer.config.seconds
+        total, seconds = trainer.planned_steps, trainer.config.seconds
         left = [(total - step) / rate] if total and rate > 0 else []
         left += [seconds - elapsed] if seconds else []
         lines = [f"step **{step}**" + (f" / {total}" if total else ""),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -74,6 +75,10 @@ register_backend("tcnn", _load_tcnn, ("cuda",))
 
 def backend_names() -> list[str]:
     return ["auto", *_LOADERS]
+
+
+BackendName = Literal[tuple(backend_names())]  # type: ignore[valid-type]
+"""a ``--backend`` name: auto or a registered backend (the CLI lists and checks them)"""
 
 
 def runs_on(name: str, device_type: str) -> bool:
