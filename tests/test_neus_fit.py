@@ -20,7 +20,7 @@ from fieldfit.checkpoint import load_checkpoint
 from fieldfit.cli import main
 from fieldfit.mesh_metrics import surface_metrics
 from fieldfit.run import run_task
-from fieldfit.tasks import NerfTask, NerfTaskConfig, NeusTask, build_task, task_from_checkpoint
+from fieldfit.tasks import NerfTaskConfig, NeusTask, build_task, task_from_checkpoint
 from fieldfit.trainer import TrainerConfig
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -99,17 +99,6 @@ def test_neus_fit_learns_and_writes_a_mesh(neus_run, capsys):
     x = torch.rand(100, 3) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(surface.sdf(x), task.model.field.sdf(x))
-
-
-def test_mesh_refuses_a_density_field(procedural_scene, tmp_path, capsys):
-    config = NerfTaskConfig(log2_table=10, samples_per_step=1024, video_frames=0,
-                            occupancy=OccupancyConfig(resolution=16))
-    task = build_task(NerfTask, load_nerf_scene(procedural_scene), config, torch.device("cpu"),
-                      seed=0)
-    run_task(task, TrainerConfig(steps=1, checkpoint_every=0), tmp_path, progress=False)
-    capsys.readouterr()
-    assert main(["mesh", str(tmp_path)]) == 2
-    assert "--geometry sdf" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -120,8 +120,8 @@ def test_every_preset_fits_a_sphere_sdf(name):
 def test_preset_learning_rates_apply_unless_set(tmp_path):
     target = ImageTarget(smooth_image(8))
 
-    def lrs(field, **trainer):
-        task = build_task(ImageTask, target, ImageTaskConfig(field=field, params=20_000),
+    def lrs(field, **trainer):  # 17,219: the largest grid an 8 x 8 image takes
+        task = build_task(ImageTask, target, ImageTaskConfig(field=field, params=17_219),
                           torch.device("cpu"), seed=0)
         optimizer = Trainer(task, TrainerConfig(**trainer), tmp_path, progress=False).optimizer
         return {g["name"]: g["lr"] for g in optimizer.param_groups}
