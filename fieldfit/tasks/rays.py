@@ -73,8 +73,9 @@ class NerfTaskConfig(S3IMOptions):
     """finest grid resolution over the scene box (0: 2048 x box side / 3)"""
     backend: str = "auto"
     """hash-grid backend: auto, torch, ..."""
-    renderer: Literal["auto", "torch", "nerfacc"] = "auto"
-    """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
+    renderer: Literal["auto", "torch", "cpp", "nerfacc"] = "auto"
+    """ray marching and compositing: auto (nerfacc on CUDA when installed, the C++ kernels on
+    the CPU when they build), torch (the reference), cpp, nerfacc"""
     samples_per_step: int = 2**16
     """target field queries per step (density queries that choose the samples, plus the
     rendered samples); the number of rays adapts to it"""
