@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from fieldfit.fields.kernels import first_loadable
 
 from .marching import (
     DensityFn,
@@ -277,17 +278,7 @@ def get_renderer(name: str, device: torch.device) -> Renderer:
                              f"not on {kind}")
         return _load(name)
     if kind not in _auto_choice:
-        for candidate in _AUTO_ORDER.get(kind, ("torch",)):
-            try:
-                _load(candidate)
-            except ImportError as err:
-                log.info("renderer backend %s not installed: %s", candidate, err)
-                continue
-            except (RuntimeError, OSError) as err:
-                log.warning("renderer backend %s unavailable, trying the next: %s", candidate,
-                            err)
-                continue
-            _auto_choice[kind] = candidate
-            break
+        _auto_choice[kind] = first_loadable(_AUTO_ORDER.get(kind, ("torch",)), _load,
+                                            "renderer backend")
         log.info("renderer backend on %s: %s", kind, _auto_choice[kind])
     return _loaded[_auto_choice[kind]]

@@ -67,6 +67,7 @@ def warm_task(args: Args) -> NerfTask:
         trainer = Trainer(task, TrainerConfig(steps=args.warm_steps, eval_every=0,
                                               checkpoint_every=0), args.out / "warm",
                           progress=sys.stderr.isatty())
+        task.use_eval_views(1)  # the final evaluation of the warm-up
         trainer.fit()
         torch.save(task.model.state_dict(), cache)
     return task

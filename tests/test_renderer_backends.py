@@ -141,3 +141,15 @@ def test_renderer_names_are_checked():
     with pytest.raises(ValueError, match="runs on"):
         get_renderer("nerfacc", torch.device("cpu"))
     assert get_renderer("auto", torch.device("cpu")).name in ("cpp", "torch")
+
+
+def test_auto_falls_back_to_the_reference_when_the_kernels_do_not_build(monkeypatch):
+    from fieldfit.renderers import backends
+
+    def broken():
+        raise RuntimeError("C++ renderer kernels did not build: no compiler")
+
+    monkeypatch.setattr(backends, "_auto_choice", {})
+    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setitem(backends._RENDERERS, "cpp", (broken, ("cpu",)))
+    assert type(get_renderer("auto", torch.device("cpu"))) is Renderer
