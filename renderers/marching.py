@@ -164,18 +164,3 @@ def filter_visible(samples: RaySamples, n_rays: int, sigma_fn: DensityFn | None 
     visited, trans, _ = front_to_back(samples, n_rays, alpha_of, early_stop_eps, first_round)
     keep = visible_samples(trans, alphas[visited], early_stop_eps, alpha_thre)
     return samples.select(visited[keep])
-
-
-@torch.no_grad()
-def sample_along_rays(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
-                      binaries: torch.Tensor | None, step_size: float,
-                      near_planes: torch.Tensor, far_planes: torch.Tensor,
-                      sigma_fn: DensityFn | None = None, alpha_fn: DensityFn | None = None,
-                      early_stop_eps: float = 1e-4, alpha_thre: float = 0.0) -> RaySamples:
-    """March (:func:`march_rays`) then, given a density or opacity closure, keep the visible
-    samples (:func:`filter_visible`). Not differentiable: the samples are positions only."""
-    samples = march_rays(origins, directions, aabb, binaries, near_planes, far_planes, step_size)
-    if sigma_fn is None and alpha_fn is None:
-        return samples
-    return filter_visible(samples, origins.shape[0], sigma_fn, alpha_fn, early_stop_eps,
-                          alpha_thre)

@@ -6,35 +6,11 @@ wrappers take and return the same packed tensors, and the test suite compares bo
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 import torch
 
 from .packed import RaySamples
-
-BACKENDS = ("auto", "torch", "nerfacc")
-
-
-def load_nerfacc(device: torch.device, backend: str = "auto") -> ModuleType | None:
-    """nerfacc when ``backend`` asks for it on a CUDA ``device``; None for the torch path.
-
-    ``auto`` uses nerfacc on CUDA when it is installed; ``nerfacc`` insists (ImportError with
-    the install hint otherwise); ``torch`` never uses it. Never imported on the CPU.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown renderer backend {backend!r}; choose from {list(BACKENDS)}")
-    if backend == "torch" or device.type != "cuda":
-        if backend == "nerfacc":
-            raise ValueError("renderer backend 'nerfacc' needs a CUDA device")
-        return None
-    try:
-        return importlib.import_module("nerfacc")
-    except ImportError:
-        if backend == "nerfacc":
-            raise ImportError("renderer backend 'nerfacc' needs the nerfacc package: "
-                              "pip install 'fieldfit[cuda]'") from None
-        return None
 
 
 def make_estimator(nerfacc: ModuleType, aabb: torch.Tensor, resolution: int):
@@ -48,7 +24,7 @@ def nerfacc_sample(estimator, origins: torch.Tensor, directions: torch.Tensor,
                    near_planes: torch.Tensor, far_planes: torch.Tensor, sigma_fn=None,
                    alpha_fn=None, early_stop_eps: float = 1e-4,
                    alpha_thre: float = 0.0) -> RaySamples:
-    """:func:`.marching.sample_along_rays` through ``OccGridEstimator.sampling``.
+    """:meth:`.backends.Renderer.sample` through ``OccGridEstimator.sampling``.
 
     The estimator is handed the caller's grid buffers (nerfacc's layout: ``binaries``
     (1, R, R, R), ``occs`` (R^3,)); per-ray near planes go in as ``t_min`` so a caller's jitter

@@ -101,5 +101,6 @@ def render_sdf_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         return rgb, neus_alpha(sdf, cos, t_ends - t_starts, s, cos_anneal_ratio)
 
     out = render_front_to_back(samples, n_rays, background=background,
-                               early_stop_eps=options.early_stop_eps, rgb_alpha_fn=rgb_alpha_fn)
+                               early_stop_eps=options.early_stop_eps, rgb_alpha_fn=rgb_alpha_fn,
+                               backend=backend)
     return out, torch.cat(gradients) if gradients else origins.new_zeros(0, 3)

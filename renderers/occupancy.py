@@ -15,15 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .marching import (
-    DensityFn,
-    cell_indices,
-    filter_visible,
-    march_rays,
-    ray_aabb_intersect,
-    sample_along_rays,
-)
-from .nerfacc_backend import load_nerfacc, make_estimator, nerfacc_sample
+from .backends import get_renderer
+from .marching import DensityFn, cell_indices, filter_visible, march_rays, ray_aabb_intersect
 from .packed import RaySamples
 
 
@@ -142,22 +135,14 @@ class OccupancyGrid(nn.Module):
         """Packed samples along rays through occupied cells, without the invisible ones.
 
         ``alpha_thre`` is capped (:meth:`capped_alpha_thre`). ``skip_empty=False``
-        marches the whole box (the reference for tests). On CUDA with nerfacc installed
-        (``backend`` auto or nerfacc) nerfacc's estimator does the work.
+        marches the whole box (the reference for tests). The renderer ``backend``
+        (:func:`.backends.get_renderer`) does the work.
         """
         if sigma_fn is not None or alpha_fn is not None:
             alpha_thre = self.capped_alpha_thre(alpha_thre)
-        nerfacc = load_nerfacc(origins.device, backend) if skip_empty else None
-        if nerfacc is not None:
-            if "_estimator" not in self.__dict__:  # cached outside the module's state dict
-                self.__dict__["_estimator"] = make_estimator(nerfacc, self.aabb, self.resolution)
-            return nerfacc_sample(self.__dict__["_estimator"], origins, directions,
-                                  self.binaries, self.occs, step_size, near_planes, far_planes,
-                                  sigma_fn, alpha_fn, early_stop_eps, alpha_thre)
-        binaries = self.binaries[0] if skip_empty else None
-        return sample_along_rays(origins, directions, self.aabb, binaries, step_size,
-                                 near_planes, far_planes, sigma_fn, alpha_fn, early_stop_eps,
-                                 alpha_thre)
+        return get_renderer(backend, origins.device).sample(
+            self, origins, directions, step_size, near_planes, far_planes, sigma_fn, alpha_fn,
+            early_stop_eps, alpha_thre, skip_empty)
 
     def extra_repr(self) -> str:
         c = self.config

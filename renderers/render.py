@@ -4,9 +4,10 @@ The field never sees a ray: this module turns point functions ``f(points, direct
 per-sample closures the marcher and compositor take, in the style of nerfacc.
 
 Two schedules give the same samples and image. With nerfacc (CUDA), samples are chosen with a
-density-only pass and then rendered, as nerfacc does. The PyTorch path evaluates colour and
-density together, front to back in rounds (:func:`render_front_to_back`), so no sample is
+density-only pass and then rendered, as nerfacc does. The torch and cpp backends evaluate colour
+and density together, front to back in rounds (:func:`render_front_to_back`), so no sample is
 evaluated twice: on a CPU, where field queries dominate the cost, this is the cheaper order.
+Every function takes the renderer ``backend`` by name (:func:`.backends.get_renderer`).
 """
 
 from __future__ import annotations
@@ -16,19 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .backends import get_renderer
 from .cameras import Rays
-from .marching import front_to_back
-from .nerfacc_backend import load_nerfacc
 from .occupancy import OccupancyGrid
 from .packed import RaySamples
-from .volume import (
-    RenderOutput,
-    SampleFn,
-    composite,
-    render_samples,
-    visible_samples,
-    weights_from_alpha,
-)
+from .volume import RenderOutput, SampleFn, composite
 
 # (points (n, 3), directions (n, 3)) -> densities (n,)
 PointDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -61,46 +54,59 @@ class MarchOptions:
     """skip unoccupied cells (False: march the whole box)"""
 
 
+def _as_alpha_fn(rgb_sigma_fn: SampleFn | None, rgb_alpha_fn: SampleFn | None,
+                 caller: str) -> SampleFn:
+    """The sample closure giving opacities: ``rgb_alpha_fn``, or ``rgb_sigma_fn`` with
+    ``alpha = 1 - exp(-sigma dt)``; exactly one is given."""
+    if (rgb_sigma_fn is None) == (rgb_alpha_fn is None):
+        raise ValueError(f"{caller}: give exactly one of rgb_sigma_fn and rgb_alpha_fn")
+    if rgb_alpha_fn is not None:
+        return rgb_alpha_fn
+
+    def alpha_fn(t_starts, t_ends, ray_indices):
+        rgbs, sigmas = rgb_sigma_fn(t_starts, t_ends, ray_indices)
+        return rgbs, 1.0 - torch.exp(-sigmas * (t_ends - t_starts))
+
+    return alpha_fn
+
+
 def render_front_to_back(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn | None = None,
                          background: torch.Tensor | None = None, early_stop_eps: float = 1e-4,
-                         alpha_thre: float = 0.0,
-                         rgb_alpha_fn: SampleFn | None = None) -> RenderOutput:
+                         alpha_thre: float = 0.0, rgb_alpha_fn: SampleFn | None = None,
+                         backend: str = "auto") -> RenderOutput:
     """Render packed samples, evaluating the sample closure once per sample, front to back
     (:func:`.marching.front_to_back`), and compositing the visible ones.
 
-    Exactly one of ``rgb_sigma_fn`` / ``rgb_alpha_fn`` is given (as in
-    :func:`.volume.render_samples`). The same image and gradients as
-    :func:`.marching.filter_visible` followed by :func:`.volume.render_samples`, without the
-    separate density pass. ``n_queries`` of the output counts the evaluated samples that were
-    not composited.
+    Exactly one of ``rgb_sigma_fn`` / ``rgb_alpha_fn`` is given (as in :func:`render_samples`).
+    The same image and gradients as :func:`.marching.filter_visible` followed by
+    :func:`render_samples`, without the separate density pass. ``n_queries`` of the output
+    counts the evaluated samples that were not composited.
+    """
+    alpha_fn = _as_alpha_fn(rgb_sigma_fn, rgb_alpha_fn, "render_front_to_back")
+    renderer = get_renderer(backend, samples.t_starts.device)
+    return renderer.render_front_to_back(samples, n_rays, alpha_fn, background, early_stop_eps,
+                                         alpha_thre)
+
+
+def render_samples(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn | None = None,
+                   rgb_alpha_fn: SampleFn | None = None,
+                   background: torch.Tensor | None = None, backend: str = "auto") -> RenderOutput:
+    """Render packed samples with a closure giving colour and density (or opacity) per sample.
+
+    Exactly one of ``rgb_sigma_fn`` / ``rgb_alpha_fn`` is given; each takes
+    ``(t_starts, t_ends, ray_indices)`` and returns ``(rgbs (n, 3), sigmas or alphas (n,))``.
     """
     if (rgb_sigma_fn is None) == (rgb_alpha_fn is None):
-        raise ValueError("render_front_to_back: give exactly one of rgb_sigma_fn and "
-                         "rgb_alpha_fn")
-    results = []
-
-    def alpha_of(chosen: torch.Tensor) -> torch.Tensor:
-        sub = samples.select(chosen)
-        if rgb_alpha_fn is not None:
-            rgbs, alphas = rgb_alpha_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
-        else:
-            rgbs, sigmas = rgb_sigma_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
-            alphas = 1.0 - torch.exp(-sigmas * (sub.t_ends - sub.t_starts))
-        results.append((rgbs, alphas))
-        return alphas.detach()
-
-    visited, trans, order = front_to_back(samples, n_rays, alpha_of, early_stop_eps)
-    if not results:  # no sample at all: every ray shows the background
-        empty = samples.t_starts.new_zeros(0)
-        return composite(samples, empty, empty.reshape(0, 1).expand(0, 3), n_rays, background)
-    rgbs = torch.cat([r for r, _ in results])[order]
-    alphas = torch.cat([a for _, a in results])[order]
-    keep = visible_samples(trans, alphas.detach(), early_stop_eps, alpha_thre)
-    kept = samples.select(visited[keep])
-    weights = weights_from_alpha(alphas[keep], kept.ray_indices, n_rays)[0]
-    out = composite(kept, weights, rgbs[keep], n_rays, background)
-    out.n_queries = len(visited) - len(kept)
-    return out
+        raise ValueError("render_samples: give exactly one of rgb_sigma_fn and rgb_alpha_fn")
+    renderer = get_renderer(backend, samples.t_starts.device)
+    idx = samples.ray_indices
+    if rgb_sigma_fn is not None:
+        rgbs, sigmas = rgb_sigma_fn(samples.t_starts, samples.t_ends, idx)
+        weights = renderer.weights_from_density(samples, sigmas, n_rays)[0]
+    else:
+        rgbs, alphas = rgb_alpha_fn(samples.t_starts, samples.t_ends, idx)
+        weights = renderer.weights_from_alpha(alphas, idx, n_rays)[0]
+    return composite(samples, weights, rgbs, n_rays, background)
 
 
 def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
@@ -109,10 +115,10 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
                 generator: torch.Generator | None = None, backend: str = "auto") -> RenderOutput:
     """Volume-render ``rays`` through ``grid`` with a field's point functions (differentiable).
 
-    ``density_fn`` chooses the samples where nerfacc does the sampling; the PyTorch path needs
-    only ``radiance_fn``. ``background`` is (3,) or (n_rays, 3) (None: black); ``generator``
-    drives the stratified jitter. ``n_queries`` of the output counts field evaluations that
-    were not composited.
+    ``density_fn`` chooses the samples where the backend samples with a density pass
+    (nerfacc); the front-to-back backends need only ``radiance_fn``. ``background`` is (3,) or
+    (n_rays, 3) (None: black); ``generator`` drives the stratified jitter. ``n_queries`` of the
+    output counts field evaluations that were not composited.
     """
     n_rays = len(rays)
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
@@ -132,11 +138,11 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
 
     march = {"early_stop_eps": options.early_stop_eps, "alpha_thre": options.alpha_thre,
              "skip_empty": options.skip_empty, "backend": backend}
-    if load_nerfacc(origins.device, backend) is None or not options.skip_empty:
+    if not get_renderer(backend, origins.device).density_pass or not options.skip_empty:
         samples = grid.sample(origins, directions, options.step_size, near, far, **march)
         return render_front_to_back(samples, n_rays, rgb_sigma_fn, background,
                                     options.early_stop_eps,
-                                    grid.capped_alpha_thre(options.alpha_thre))
+                                    grid.capped_alpha_thre(options.alpha_thre), backend=backend)
     queries = 0
 
     def sigma_fn(t_starts, t_ends, ray_indices):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .nerfacc_backend import load_nerfacc, nerfacc_weights_from_alpha, nerfacc_weights_from_density
 from .packed import RaySamples, accumulate_along_rays, exclusive_cumsum
 
 # (t_starts, t_ends, ray_indices) -> (rgbs (n, 3), sigmas (n,)) or (rgbs (n, 3), alphas (n,))
@@ -85,27 +84,3 @@ def composite(samples: RaySamples, weights: torch.Tensor, rgbs: torch.Tensor, n_
     if background is not None:
         rgb = rgb + (1.0 - opacity) * background
     return RenderOutput(rgb, opacity, depth, len(samples))
-
-
-def render_samples(samples: RaySamples, n_rays: int, rgb_sigma_fn: SampleFn | None = None,
-                   rgb_alpha_fn: SampleFn | None = None,
-                   background: torch.Tensor | None = None, backend: str = "auto") -> RenderOutput:
-    """Render packed samples with a closure giving colour and density (or opacity) per sample.
-
-    Exactly one of ``rgb_sigma_fn`` / ``rgb_alpha_fn`` is given; each takes
-    ``(t_starts, t_ends, ray_indices)`` and returns ``(rgbs (n, 3), sigmas or alphas (n,))``.
-    ``backend`` (auto, torch, nerfacc) picks nerfacc's fused scans on CUDA.
-    """
-    if (rgb_sigma_fn is None) == (rgb_alpha_fn is None):
-        raise ValueError("render_samples: give exactly one of rgb_sigma_fn and rgb_alpha_fn")
-    nerfacc = load_nerfacc(samples.t_starts.device, backend)
-    idx = samples.ray_indices
-    if rgb_sigma_fn is not None:
-        rgbs, sigmas = rgb_sigma_fn(samples.t_starts, samples.t_ends, idx)
-        weights = (weights_from_density(samples, sigmas, n_rays)[0] if nerfacc is None else
-                   nerfacc_weights_from_density(nerfacc, samples, sigmas, n_rays)[0])
-    else:
-        rgbs, alphas = rgb_alpha_fn(samples.t_starts, samples.t_ends, idx)
-        weights = (weights_from_alpha(alphas, idx, n_rays)[0] if nerfacc is None else
-                   nerfacc_weights_from_alpha(nerfacc, alphas, idx, n_rays)[0])
-    return composite(samples, weights, rgbs, n_rays, background)

@@ -220,16 +220,16 @@ def test_nerfacc_matches_the_reference_on_cuda():
         return ball_density(rays.origins[ray_indices] + mids[:, None] * rays.directions[
             ray_indices])
 
-    from fieldfit.renderers.nerfacc_backend import load_nerfacc, nerfacc_weights_from_density
+    from fieldfit.renderers import get_renderer
 
-    nerfacc = load_nerfacc(torch.device("cuda"), "nerfacc")
+    nerfacc = get_renderer("nerfacc", torch.device("cuda"))
     results = {}
     for backend in ("torch", "nerfacc"):  # each backend's own sampling and weights
         samples = grid.sample(rays.origins, rays.directions, 0.005, near, far, sigma_fn=sigma_fn,
                               backend=backend)
         sigmas = sigma_fn(*samples[1:], samples[0])
         weights = (weights_from_density(samples, sigmas, 4096) if backend == "torch" else
-                   nerfacc_weights_from_density(nerfacc, samples, sigmas, 4096))[0]
+                   nerfacc.weights_from_density(samples, sigmas, 4096))[0]
         results[backend] = (samples, torch.zeros(4096, device="cuda").index_add(
             0, samples.ray_indices, weights))
     (ref, ref_opacity), (fast, fast_opacity) = results["torch"], results["nerfacc"]

@@ -84,8 +84,9 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
     backend: BackendName = "auto"
     """hash-grid backend: auto (the fastest that loads: cpp on a CPU; tcnn, triton, then
     torch on CUDA), torch (the reference), cpp (C++ kernels, CPU), triton or tcnn (CUDA)"""
-    renderer: Literal["auto", "torch", "nerfacc"] = "auto"
-    """ray marching and compositing: auto (nerfacc's kernels on CUDA when installed), torch"""
+    renderer: Literal["auto", "torch", "cpp", "nerfacc"] = "auto"
+    """ray marching and compositing: auto (nerfacc on CUDA when installed, the C++ kernels on
+    the CPU when they build), torch (the reference), cpp, nerfacc"""
     cam: Literal["none", "point", "direction"] = "none"
     """CAM on the geometry field's decoder, modulated over the point or the view direction
     (NerfAcc + CAM's static-scene setting; density fields only)"""

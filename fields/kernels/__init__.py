@@ -111,16 +111,25 @@ def get_backend(name: str, device: torch.device) -> Encode:
                              f"not on {kind}")
         return load_backend(name)
     if kind not in _auto_choice:
-        for candidate in _AUTO_ORDER.get(kind, ("torch",)):
-            try:
-                load_backend(candidate)
-            except ImportError as err:
-                log.info("hash-grid backend %s not installed: %s", candidate, err)
-                continue
-            except (RuntimeError, OSError) as err:
-                log.warning("hash-grid backend %s unavailable, trying the next: %s", candidate, err)
-                continue
-            _auto_choice[kind] = candidate
-            break
+        _auto_choice[kind] = first_loadable(_AUTO_ORDER.get(kind, ("torch",)), load_backend,
+                                            "hash-grid backend")
         log.info("hash-grid backend on %s: %s", kind, _auto_choice[kind])
     return _cache[_auto_choice[kind]]
+
+
+def first_loadable(candidates: tuple[str, ...], load: Callable[[str], object], what: str) -> str:
+    """The first of ``candidates`` that ``load`` loads (the last is the reference, which
+    always does): an ImportError (not installed) or RuntimeError/OSError (did not build) moves
+    on to the next, logged. Shared by the hash-grid and renderer registries."""
+    for candidate in candidates[:-1]:
+        try:
+            load(candidate)
+        except ImportError as err:
+            log.info("%s %s not installed: %s", what, candidate, err)
+            continue
+        except (RuntimeError, OSError) as err:
+            log.warning("%s %s unavailable, trying the next: %s", what, candidate, err)
+            continue
+        return candidate
+    load(candidates[-1])
+    return candidates[-1]

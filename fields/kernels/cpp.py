@@ -54,21 +54,22 @@ LDFLAGS = ["-fopenmp"]
 log = logging.getLogger("fieldfit")
 
 
-def build_key() -> str:
-    """Digest of everything that changes the compiled library."""
+def build_key(source: Path = SOURCE) -> str:
+    """Digest of everything that changes the library compiled from ``source``."""
     compiler = os.environ.get("CXX", "c++")
-    parts = [hashlib.sha256(SOURCE.read_bytes()).hexdigest(), *CFLAGS, "|", *LDFLAGS, compiler,
+    parts = [hashlib.sha256(source.read_bytes()).hexdigest(), *CFLAGS, "|", *LDFLAGS, compiler,
              str(shutil.which(compiler)), sys.version, sys.executable, torch.__version__,
              str(torch.version.git_version), str(Path(torch.__file__).parent),
              platform.machine(), platform.system()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def build_directory() -> Path:
-    """Per-user cache folder for the compiled library, one per :func:`build_key`."""
+def build_directory(source: Path = SOURCE) -> Path:
+    """Per-user cache folder for the library compiled from ``source``, one per
+    :func:`build_key`."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     tag = (f"py{sys.version_info.major}{sys.version_info.minor}-torch{torch.__version__}-"
-           f"{build_key()}")
+           f"{build_key(source)}")
     return root / "fieldfit" / "torch_extensions" / tag
 
 
@@ -116,18 +117,19 @@ def _backward(grad_out, x, table, layout, input_grad):
     return grad_table, (grad_x if input_grad else None)
 
 
-def load_kernels() -> FusedKernels:
-    """Compile (or load from the cache) the C++ kernels; RuntimeError with one line if not."""
+def load_library(source: Path, what: str) -> None:
+    """Compile (or load from the cache) the torch operator library in ``source``, whose
+    operators then live under ``torch.ops``; RuntimeError with one line naming ``what`` if
+    it does not build."""
     from torch.utils import cpp_extension
 
-    folder = build_directory()
+    folder = build_directory(source)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with build_lock(folder):
-            if not any(folder.glob(f"fieldfit_{SOURCE.stem}*.so")):
-                log.info("building the C++ hash-grid kernels in %s (first use; about a "
-                         "minute)", folder)
-            cpp_extension.load(name=f"fieldfit_{SOURCE.stem}", sources=[str(SOURCE)],
+            if not any(folder.glob(f"fieldfit_{source.stem}*.so")):
+                log.info("building the %s in %s (first use; about a minute)", what, folder)
+            cpp_extension.load(name=f"fieldfit_{source.stem}", sources=[str(source)],
                                # copies: load() appends torch's libraries to the lists
                                extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
                                build_directory=str(folder),
@@ -135,5 +137,10 @@ def load_kernels() -> FusedKernels:
     except Exception as err:  # compiler, ninja or loader missing or failing: all mean "no cpp"
         lines = [line for line in str(err).splitlines() if line.strip()]
         reason = lines[0] if lines else type(err).__name__
-        raise RuntimeError(f"C++ hash-grid kernels did not build in {folder}: {reason}") from None
+        raise RuntimeError(f"{what} did not build in {folder}: {reason}") from None
+
+
+def load_kernels() -> FusedKernels:
+    """Compile (or load from the cache) the C++ hash-grid kernels; RuntimeError if not."""
+    load_library(SOURCE, "C++ hash-grid kernels")
     return FusedKernels(_forward, _backward)

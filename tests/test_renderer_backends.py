@@ -1,0 +1,155 @@
+"""Every registered renderer backend against the PyTorch reference: the same samples, and the
+same images and gradients; the C++ compositor's gradients against finite differences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fieldfit.renderers import (
+    OccupancyConfig,
+    OccupancyGrid,
+    RaySamples,
+    Renderer,
+    get_renderer,
+    march_rays,
+    render_front_to_back,
+    renderer_names,
+)
+from fieldfit.renderers.backends import renderer_runs_on
+
+AABB = torch.tensor([-1.0, -0.8, -1.2, 1.1, 0.9, 1.0])
+
+
+def cpu_backends() -> list[str]:
+    return [name for name in renderer_names() if name != "auto" and renderer_runs_on(name, "cpu")]
+
+
+def load(name: str) -> Renderer:
+    try:
+        return get_renderer(name, torch.device("cpu"))
+    except RuntimeError as err:  # a C++ backend without a compiler
+        pytest.skip(str(err))
+
+
+def rays(n: int, seed: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    origins = torch.randn(n, 3, generator=g, dtype=dtype) * 2.5
+    targets = torch.rand(n, 3, generator=g, dtype=dtype) * 1.6 - 0.8
+    near = torch.rand(n, generator=g, dtype=dtype) * 0.02
+    return origins, F.normalize(targets - origins, dim=-1), near
+
+
+def shell_grid(resolution: int = 24) -> OccupancyGrid:
+    """Occupied cells: a shell around the origin (not convex, so rays re-enter it)."""
+    grid = OccupancyGrid(AABB, OccupancyConfig(resolution=resolution))
+    cells = torch.arange(resolution**3)
+    radius = grid.cell_points(cells, torch.full((len(cells), 3), 0.5)).norm(dim=-1)
+    grid.binaries.copy_(((radius > 0.35) & (radius < 0.8)).reshape(grid.binaries.shape))
+    return grid
+
+
+@pytest.mark.parametrize("name", cpu_backends())
+def test_every_backend_marches_the_reference_samples(name):
+    renderer = load(name)
+    grid = shell_grid()
+    origins, directions, near = rays(600, seed=1)
+    far = torch.where(torch.arange(600) % 5 == 0, torch.tensor(2.5), torch.tensor(1e10))
+    got = renderer.march(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.01)
+    want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.01)
+    assert len(want) > 10000
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+
+
+def ball_closure(origins, directions, leaves, from_alpha: bool):
+    """Colour and density (or opacity) of a lumpy ball, depending on the parameters
+    ``leaves`` = (scale, tint)."""
+    scale, tint = leaves
+
+    def fn(t_starts, t_ends, ray_indices):
+        mids = 0.5 * (t_starts + t_ends)
+        p = origins[ray_indices] + mids[:, None] * directions[ray_indices]
+        sigma = 40 * torch.sigmoid(30 * (0.45 - p.norm(dim=-1))) * scale * (1 + 0.5 * p[:, 0])
+        rgb = torch.sigmoid(p * tint)
+        if from_alpha:  # opacities with exact ones (alpha = 1) in the core
+            return rgb, torch.clamp(1.5 * (1 - torch.exp(-sigma * (t_ends - t_starts))), max=1)
+        return rgb, sigma
+
+    return fn
+
+
+def render_with(name, samples, origins, directions, from_alpha, eps, thre):
+    leaves = [torch.tensor(1.3, dtype=origins.dtype, requires_grad=True),
+              torch.tensor([0.5, -1.0, 2.0], dtype=origins.dtype, requires_grad=True)]
+    fn = ball_closure(origins, directions, leaves, from_alpha)
+    out = render_front_to_back(samples, len(origins), background=torch.tensor([0.2, 0.5, 1.0]),
+                               early_stop_eps=eps, alpha_thre=thre, backend=name,
+                               **{"rgb_alpha_fn" if from_alpha else "rgb_sigma_fn": fn})
+    probe = torch.randn(len(origins), 5, generator=torch.Generator().manual_seed(3))
+    loss = (torch.cat([out.rgb, out.opacity, out.depth], 1) * probe).sum()
+    return out, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("name", cpu_backends())
+@pytest.mark.parametrize(("from_alpha", "eps", "thre"), [(False, 1e-3, 0.02), (True, 1e-4, 0.0),
+                                                         (False, 0.0, 0.0)])
+def test_every_backend_renders_the_reference_values_and_gradients(name, from_alpha, eps, thre):
+    load(name)
+    origins, directions, near = rays(300, seed=2)
+    samples = march_rays(origins, directions, AABB, None, near, torch.full_like(near, 1e10),
+                         0.01)
+    out, grads = render_with(name, samples, origins, directions, from_alpha, eps, thre)
+    ref, ref_grads = render_with("torch", samples, origins, directions, from_alpha, eps, thre)
+    assert (ref.opacity > 0.99).sum() > 20 and (ref.opacity < 0.01).sum() > 20
+    assert out.n_samples == ref.n_samples and out.n_queries == ref.n_queries
+    assert (ref.n_queries > 0) == (eps > 0)
+    for key in ("rgb", "opacity", "depth"):
+        torch.testing.assert_close(getattr(out, key), getattr(ref, key), rtol=1e-5, atol=2e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_cpp_compositing_gradients_match_finite_differences():
+    load("cpp")
+    from fieldfit.renderers.backends import _Composite
+
+    g = torch.Generator().manual_seed(4)
+    counts = torch.tensor([5, 0, 7, 3, 6])
+    ray_indices = torch.repeat_interleave(torch.arange(5), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    t = torch.rand(len(ray_indices), generator=g, dtype=torch.float64).sort().values
+    samples = RaySamples(ray_indices, t, t + 0.05)
+    rows = torch.randperm(len(samples), generator=g)  # visited in any order
+    rows[starts[2] + 5:starts[2] + 7] = -1  # the end of ray 2 is not visited
+    m = int((rows >= 0).sum())
+    rows[rows >= 0] = torch.arange(m)[torch.randperm(m, generator=g)]
+    alphas = (torch.rand(m, generator=g, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    rgbs = torch.rand(m, 3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def fn(a, c):
+        return _Composite.apply(a, c, samples.t_mids, starts, counts, rows, 0.05, 0.15)[:3]
+
+    kept = _Composite.apply(alphas, rgbs, samples.t_mids, starts, counts, rows, 0.05, 0.15)[3]
+    assert 0 < int(kept.sum()) < m  # some samples are dropped (dim or late)
+    assert torch.autograd.gradcheck(fn, (alphas, rgbs))
+
+
+def test_renderer_names_are_checked():
+    with pytest.raises(ValueError, match="unknown renderer backend"):
+        get_renderer("vulkan", torch.device("cpu"))
+    with pytest.raises(ValueError, match="runs on"):
+        get_renderer("nerfacc", torch.device("cpu"))
+    assert get_renderer("auto", torch.device("cpu")).name in ("cpp", "torch")
+
+
+def test_auto_falls_back_to_the_reference_when_the_kernels_do_not_build(monkeypatch):
+    from fieldfit.renderers import backends
+
+    def broken():
+        raise RuntimeError("C++ renderer kernels did not build: no compiler")
+
+    monkeypatch.setattr(backends, "_auto_choice", {})
+    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setitem(backends._RENDERERS, "cpp", (broken, ("cpu",)))
+    assert type(get_renderer("auto", torch.device("cpu"))) is Renderer
