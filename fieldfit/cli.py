@@ -61,7 +61,16 @@ def _condense_parse_error(text: str) -> str:
     blocks = [b for b in blocks if b and not b[0].startswith("usage:")]
     if not blocks:
         return "invalid command line (see --help)"
-    return " ".join(blocks[1] if len(blocks) > 1 else blocks[0])
+    message = " ".join(blocks[1] if len(blocks) > 1 else blocks[0])
+    choice = _INVALID_CHOICE.match(message)
+    if choice:  # "--field nope: ...", the form of every other bad-option error
+        value, option, choices = choice.groups()
+        return f"{option} {value}: not a choice; choose from {choices}"
+    return message
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice '([^']*)' for argument '([^']*)'\. "
+                             r"Expected one of \((.*)\)\.?$")
 
 
 def _unwrap_docstrings() -> None:

@@ -150,16 +150,17 @@ class CppRenderer(Renderer):
     def render_front_to_back(self, samples, n_rays, rgb_alpha_fn, background, early_stop_eps,
                              alpha_thre):
         starts, counts = segment_counts(samples.ray_indices, n_rays)
-        trans = torch.ones(n_rays, dtype=torch.float64)
+        cpu = samples.t_starts.device  # the C++ kernels' tensors: on the samples' (CPU) device
+        trans = torch.ones(n_rays, dtype=torch.float64, device=cpu)
         alive = counts > 0
-        rows = torch.full((len(samples),), -1, dtype=torch.int64)  # row of each visited sample
+        rows = torch.full((len(samples),), -1, dtype=torch.int64, device=cpu)  # visited rows
         rgbs, alphas = [], []
         visited, lo, size = 0, 0, self.first_round
         while bool(alive.any()):
             chosen, offsets = self.ops.round_select(starts, counts, alive, lo, lo + size)
             sub = samples.select(chosen)
             rgb, alpha = rgb_alpha_fn(sub.t_starts, sub.t_ends, sub.ray_indices)
-            rows[chosen] = torch.arange(visited, visited + len(chosen))
+            rows[chosen] = torch.arange(visited, visited + len(chosen), device=cpu)
             self.ops.round_advance(trans, alive, offsets, alpha.detach().float().contiguous(),
                                    counts, lo + size, early_stop_eps)
             rgbs.append(rgb)
@@ -199,7 +200,7 @@ class _Composite(torch.autograd.Function):
         n = starts.shape[0]
 
         def dense(g, c):
-            return (torch.zeros(n, c, dtype=alphas.dtype) if g is None else g).contiguous()
+            return (alphas.new_zeros(n, c) if g is None else g).contiguous()
 
         grad_a, grad_c = torch.ops.fieldfit_render.composite_backward(
             dense(grad_rgb, 3), dense(grad_opacity, 1), dense(grad_depth, 1), alphas, rgbs,

@@ -97,7 +97,7 @@ def mesh_file(tmp_path_factory):
     return path
 
 
-CLI_FIT = ["--steps", "60", "--warmup-steps", "5", "--batch-size", "512", "--n-samples", "4096",
+CLI_FIT = ["--steps", "60", "--warmup", "0.08", "--batch-size", "512", "--n-samples", "4096",
            "--log2-table", "12", "--max-res", "64", "--resolution", "32", "--eval-points", "8192",
            "--eval-surface-points", "2000", "--lr-encoding", "1e-2"]
 

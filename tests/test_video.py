@@ -33,11 +33,12 @@ def moving_clip(frames: int = 6, size: int = 16) -> torch.Tensor:
 
 def fit(task, steps: int, tmp_path) -> dict:
     tmp_path.mkdir(exist_ok=True)
-    config = TrainerConfig(steps=steps, warmup_steps=10, checkpoint_every=0)
+    config = TrainerConfig(steps=steps, warmup=10 / steps, checkpoint_every=0)
     return Trainer(task, config, tmp_path, progress=False).fit()
 
 
-PARAMS = {"rbf": 40_000}  # NeuRBF's grid and decoder alone take 23 k over (x, y, t)
+PARAMS = {"rbf": 40_000, "triplane": 14_627, "triplane-recipe": 13_827}
+"""NeuRBF's grid and decoder alone take 23 k over (x, y, t); the tri-planes' smallest sizes"""
 STEPS = {"cam": 400, "frequency": 400, "mlp": 400}  # the MLP-only fields learn slower
 
 

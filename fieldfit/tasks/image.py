@@ -47,7 +47,7 @@ class ImageTaskConfig(BudgetOptions, S3IMOptions):
     cam: Literal["none", "point"] = "none"
     """CAM on the field's decoder: modulated over the pixel position"""
     batch_size: int | None = None
-    """pixels per step (default: the field preset's, else 65536; under torchrun: of all ranks
+    """pixels per step (unset: the field preset's, else 65536; under torchrun: of all ranks
     together, split evenly)"""
     loss: str = "mse"
     """loss terms joined by '+' (e.g. mse+s3im) from: mse, l1, huber, relative_l2, s3im"""

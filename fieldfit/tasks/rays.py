@@ -93,7 +93,7 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
     samples_per_step: int | None = None
     """target field queries per step (density queries that choose the samples, plus the
     rendered samples; under torchrun: of all ranks together); the number of rays adapts to
-    it (default: the field preset's, else 65536)"""
+    it (unset: the field preset's, else 65536)"""
     max_rays: int = 2**14
     """upper limit of rays per step"""
     loss: str = "mse"

@@ -55,7 +55,7 @@ class SdfTaskConfig(BudgetOptions):
     cam: Literal["none", "point"] = "none"
     """CAM on the field's decoder: modulated over the point"""
     batch_size: int | None = None
-    """points per step (default: the field preset's, else 16384; under torchrun: of all ranks
+    """points per step (unset: the field preset's, else 16384; under torchrun: of all ranks
     together, split evenly)"""
     loss: Literal["mape", "l1", "bce"] = "mape"
     """data term: mape |d - g| / (|g| + 0.01) (NeuRBF), l1, or bce on the clipped SDF

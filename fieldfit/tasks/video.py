@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from fieldfit.fields import FieldConfig, PresetContext, field_preset
-from fieldfit.losses import parse_loss
+from fieldfit.fields import BackendName, FieldConfig, FieldName, PresetContext, field_preset
+from fieldfit.losses import S3IMOptions, parse_loss
 from fieldfit.scenes import VideoTarget, load_video, sample_pixels
 
 from .. import distributed
@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..io import write_json
 from ..media import write_video
 from ..metrics import psnr
-from .base import Task
+from .base import BudgetOptions, Task
 from .image import check_pixel_options
 
 DEFAULT_BATCH = 2**16
@@ -28,11 +28,11 @@ DEFAULT_BATCH = 2**16
 
 
 @dataclass
-class VideoTaskConfig:
-    """Video fitting options."""
+class VideoTaskConfig(BudgetOptions, S3IMOptions):
+    """Video fitting options (with the ``--s3im-*`` options of the S3IM loss term)."""
 
-    field: str = "grid"
-    """field preset over (x, y, t) (see `fieldfit video --help` for the list)"""
+    field: FieldName = "grid"
+    """field preset over (x, y, t) (see the README's "Video")"""
     cam: Literal["none", "point", "time"] = "none"
     """CAM on the field's decoder, modulated over (x, y, t) or, per channel, over t"""
     frames: int = 0
@@ -41,17 +41,16 @@ class VideoTaskConfig:
     """subsample the clip to about this many frames per second; 0: every frame"""
     log2_table: int = 19
     """hash-table size of grid-based fields"""
-    backend: str = "auto"
-    """hash-grid backend: auto, torch, ..."""
+    backend: BackendName = "auto"
+    """hash-grid backend: auto (the fastest that loads: cpp on a CPU; tcnn, triton, then
+    torch on CUDA), torch (the reference), cpp (C++ kernels, CPU), triton or tcnn (CUDA)"""
     batch_size: int | None = None
-    """pixels per step, drawn over all frames (default: the field preset's, else 65536; under
+    """pixels per step, drawn over all frames (unset: the field preset's, else 65536; under
     torchrun: of all ranks together, split evenly)"""
     loss: str = "mse"
-    """loss terms joined by '+', e.g. mse, relative_l2"""
+    """loss terms joined by '+' (e.g. mse+s3im) from: mse, l1, huber, relative_l2, s3im"""
     eval_chunk: int = 2**16
     """pixels per forward pass at evaluation"""
-    params: int | None = None
-    """parameter budget: size the field preset to this many parameters (default: its own)"""
 
     def __post_init__(self) -> None:
         if self.frames < 0 or self.fps < 0:
@@ -83,8 +82,9 @@ class VideoTask(Task):
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=3,
                                                                         out_dims=channels))
         self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
-        distributed.check_share(self.batch_size, "--batch-size")
-        self.loss = parse_loss(config.loss)
+        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
+                               batch_size=distributed.check_share(self.batch_size,
+                                                                  "--batch-size"))
 
     @classmethod
     def load_data(cls, source: dict, config: VideoTaskConfig) -> VideoTarget:
