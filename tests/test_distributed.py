@@ -73,9 +73,17 @@ def state(out: Path, rank: int) -> dict[str, torch.Tensor]:
 
 
 def assert_same_state(a: dict, b: dict, **tolerance) -> None:
+    """Bit for bit, or within ``tolerance``; with a tolerance, a hash table may differ by
+    less than one lr step (1e-2) in at most 0.1% of its entries: Adam (eps 1e-15) turns the
+    rounding-level gradients of barely touched entries, whose sums the ranks split
+    differently, into steps of about the lr."""
     assert a.keys() == b.keys()
     for name in a:
-        if tolerance:
+        if tolerance and name.endswith("table"):
+            close = torch.isclose(a[name], b[name], **tolerance)
+            assert close.float().mean() > 0.999, name
+            assert (a[name] - b[name]).abs().max() < 1e-2, name
+        elif tolerance:
             torch.testing.assert_close(a[name], b[name], msg=name, **tolerance)
         else:
             assert torch.equal(a[name], b[name]), name
