@@ -58,6 +58,15 @@ class ImageTaskConfig(BudgetOptions, S3IMOptions):
         check_pixel_options(self.batch_size, self.params, self.eval_chunk)
 
 
+def pixel_batch_and_loss(config: ImageTaskConfig, field_config: FieldConfig):
+    """The pixels per step of a pixel task (image or video: ``config.batch_size``, else the
+    preset's, else :data:`DEFAULT_BATCH`) and its loss, S3IM included."""
+    batch = config.batch_size or field_config.batch_size or DEFAULT_BATCH
+    loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
+                      batch_size=distributed.check_share(batch, "--batch-size"))
+    return batch, loss
+
+
 def check_pixel_options(batch_size: int | None, params: int | None, eval_chunk: int) -> None:
     """ValueError naming the option when a pixel-fitting size (image or video) is < 1."""
     if batch_size is not None and batch_size < 1:
@@ -89,10 +98,7 @@ class ImageTask(Task):
         self.shape = (height, width, channels)
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=2,
                                                                         out_dims=channels))
-        self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
-        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
-                               batch_size=distributed.check_share(self.batch_size,
-                                                                  "--batch-size"))
+        self.batch_size, self.loss = pixel_batch_and_loss(config, self.field_config)
 
     @classmethod
     def load_data(cls, source: dict, config: ImageTaskConfig) -> ImageTarget:

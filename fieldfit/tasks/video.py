@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import torch
 
 from fieldfit.fields import BackendName, FieldConfig, FieldName, PresetContext, field_preset
-from fieldfit.losses import S3IMOptions, parse_loss
+from fieldfit.losses import S3IMOptions
 from fieldfit.scenes import VideoTarget, load_video, sample_pixels
 
 from .. import distributed
@@ -21,10 +21,7 @@ from ..io import write_json
 from ..media import write_video
 from ..metrics import psnr
 from .base import BudgetOptions, Task
-from .image import check_pixel_options
-
-DEFAULT_BATCH = 2**16
-"""pixels per step of fields whose preset recommends none"""
+from .image import check_pixel_options, pixel_batch_and_loss
 
 
 @dataclass
@@ -81,10 +78,7 @@ class VideoTask(Task):
         self.shape = (n_frames, height, width, channels)
         self.model = self.build_on_cpu(lambda: self.field_config.build(dims=3,
                                                                         out_dims=channels))
-        self.batch_size = config.batch_size or self.field_config.batch_size or DEFAULT_BATCH
-        self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight}, options=config,
-                               batch_size=distributed.check_share(self.batch_size,
-                                                                  "--batch-size"))
+        self.batch_size, self.loss = pixel_batch_and_loss(config, self.field_config)
 
     @classmethod
     def load_data(cls, source: dict, config: VideoTaskConfig) -> VideoTarget:
