@@ -58,7 +58,7 @@ def write_capture(root, size: int = 24, views: int = 24,
     (root / "transforms.json").write_text(json.dumps(meta))
 
 
-def fit_capture(root, out, contraction: str, far_field: str) -> dict:
+def fit_capture(root, out, contraction: str) -> dict:
     """Test metrics of a short fit of the capture at ``root``."""
     from fieldfit.scenes import SceneOptions, load_nerf_scene
 
@@ -69,17 +69,17 @@ def fit_capture(root, out, contraction: str, far_field: str) -> dict:
     scene = load_nerf_scene(root, SceneOptions(scene_contraction=contraction, eval_holdout=6))
     assert scene.contracted == (contraction == "on")
     config = NerfTaskConfig(samples_per_step=2**15, render_steps=128, log2_table=14,
-                            video_frames=0, eval_views=0, far_field=far_field,
+                            video_frames=0, eval_views=0,
                             occupancy=OccupancyConfig(resolution=32))
     task = build_task(NerfTask, scene, config, torch.device("cpu"), seed=0)
-    assert (task.model.far_field is not None) == (far_field == "learned")
+    assert task.model.far_field is None  # the default: the scene's background colour
     return run_task(task, TrainerConfig(steps=STEPS, checkpoint_every=0), out, progress=False)
 
 
 @pytest.mark.slow
 def test_contraction_fits_distant_content_better(tmp_path):
     write_capture(tmp_path / "scene")
-    psnr = {mode: fit_capture(tmp_path / "scene", tmp_path / mode, mode, "none")["psnr"]
+    psnr = {mode: fit_capture(tmp_path / "scene", tmp_path / mode, mode)["psnr"]
             for mode in ("on", "off")}
     print(f"test PSNR after {STEPS} steps: {psnr}")
     assert psnr["on"] > psnr["off"] + 1.0

@@ -172,10 +172,10 @@ class NerfModel(nn.Module):
     """A radiance field, its occupancy grid, the learned far-field colour (or None), the
     adaptive ray count and whether adaptive kernels have been placed (all checkpointed)."""
 
-    def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int,
-                 far_field: DirectionalBackground | None = None):
+    def __init__(self, field: nn.Module, grid: OccupancyGrid, rays_per_step: int):
         super().__init__()
-        self.field, self.grid, self.far_field = field, grid, far_field
+        self.field, self.grid = field, grid
+        self.far_field: DirectionalBackground | None = None  # set by the task (--far-field)
         self.register_buffer("rays_per_step", torch.tensor(rays_per_step, dtype=torch.int64))
         self.register_buffer("kernels_placed", torch.tensor(False))
 
@@ -221,7 +221,7 @@ class RayTask(Task):
         self.samples_per_step = (config.samples_per_step or self.field_config.batch_size
                                  or DEFAULT_SAMPLES_PER_STEP)
         self.model = self.build_on_cpu(lambda: self.build_model(aabb))
-        if self.learns_far_field:
+        if config.far_field == "learned":
             self.model.far_field = self.build_on_cpu(DirectionalBackground)
         self.step_size = float((aabb[1] - aabb[0]).norm()) / config.render_steps
         self.loss = parse_loss(config.loss, weights={"s3im": config.s3im_weight},
@@ -257,11 +257,6 @@ class RayTask(Task):
     def background(self) -> torch.Tensor:
         """(3,) evaluation background on the task's device."""
         return self.scene.background.to(self.device)
-
-    @property
-    def learns_far_field(self) -> bool:
-        """Whether the far field has a learned colour (``config.far_field``)."""
-        return self.config.far_field == "learned"
 
     def far_background(self, rays: Rays, background: torch.Tensor) -> torch.Tensor:
         """(n, 3) learned far-field colour of ``rays``, or ``background`` without one."""
