@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from fieldfit.fields.kernels import first_loadable
+from fieldfit.fields.kernels import BackendRegistry
 
 from .marching import (
     DensityFn,
@@ -240,46 +239,18 @@ class NerfaccRenderer(Renderer):
         return nerfacc_weights_from_alpha(self.nerfacc, alphas, ray_indices, n_rays)
 
 
-# name -> (the backend's class, device types it runs on, or ("any",))
-_RENDERERS: dict[str, tuple[Callable[[], Renderer], tuple[str, ...]]] = {
-    "torch": (Renderer, ("any",)),
-    "cpp": (CppRenderer, ("cpu",)),
-    "nerfacc": (NerfaccRenderer, ("cuda",)),
-}
-_AUTO_ORDER = {"cuda": ("nerfacc", "torch"), "cpu": ("cpp", "torch")}
-_loaded: dict[str, Renderer] = {}
-_auto_choice: dict[str, str] = {}
-
-
-def renderer_names() -> list[str]:
-    return ["auto", *_RENDERERS]
-
-
-def renderer_runs_on(name: str, device_type: str) -> bool:
-    """Whether the registered backend ``name`` runs on tensors of ``device_type``."""
-    devices = _RENDERERS[name][1]
-    return device_type in devices or "any" in devices
-
-
-def _load(name: str) -> Renderer:
-    if name not in _loaded:
-        _loaded[name] = _RENDERERS[name][0]()
-    return _loaded[name]
+RENDERERS = BackendRegistry("renderer backend", {"cuda": ("nerfacc", "torch"),
+                                                 "cpu": ("cpp", "torch")})
+RENDERERS.register("torch", Renderer, ("any",))
+RENDERERS.register("cpp", CppRenderer, ("cpu",))
+RENDERERS.register("nerfacc", NerfaccRenderer, ("cuda",))
+renderer_names = RENDERERS.names
+renderer_runs_on = RENDERERS.runs_on
 
 
 def get_renderer(name: str, device: torch.device) -> Renderer:
     """The backend ``name`` for tensors on ``device``; ``auto`` resolves once per device type
     (ValueError for an unknown name or a backend that does not run there)."""
-    if name not in _RENDERERS and name != "auto":
+    if name not in RENDERERS.loaders and name != "auto":
         raise ValueError(f"unknown renderer backend {name!r}; choose from {renderer_names()}")
-    kind = torch.device(device).type
-    if name != "auto":
-        if not renderer_runs_on(name, kind):
-            raise ValueError(f"renderer backend {name!r} runs on {_RENDERERS[name][1]}, "
-                             f"not on {kind}")
-        return _load(name)
-    if kind not in _auto_choice:
-        _auto_choice[kind] = first_loadable(_AUTO_ORDER.get(kind, ("torch",)), _load,
-                                            "renderer backend")
-        log.info("renderer backend on %s: %s", kind, _auto_choice[kind])
-    return _loaded[_auto_choice[kind]]
+    return RENDERERS.get(name, torch.device(device).type)

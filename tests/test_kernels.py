@@ -184,19 +184,19 @@ def test_tcnn_config_reproduces_layout():
 
 
 def test_auto_prefers_fast_cpu_backend(monkeypatch):
-    monkeypatch.setattr(registry, "_auto_choice", {})
+    monkeypatch.setattr(registry.BACKENDS, "auto_choice", {})
     assert get_backend("auto", torch.device("cpu")) is load_backend("cpp")
-    assert registry._AUTO_ORDER["cpu"][-1] == "torch"
-    assert registry._AUTO_ORDER["cuda"] == ("tcnn", "triton", "torch")
+    assert registry.BACKENDS.auto_order["cpu"][-1] == "torch"
+    assert registry.BACKENDS.auto_order["cuda"] == ("tcnn", "triton", "torch")
 
 
 def test_auto_falls_back_with_one_warning(monkeypatch, caplog):
     def broken():
         raise RuntimeError("C++ hash-grid kernels did not build: no compiler")
 
-    monkeypatch.setattr(registry, "_auto_choice", {})
-    monkeypatch.setattr(registry, "_cache", {})
-    monkeypatch.setitem(registry._LOADERS, "cpp", (broken, ("cpu",)))
+    monkeypatch.setattr(registry.BACKENDS, "auto_choice", {})
+    monkeypatch.setattr(registry.BACKENDS, "loaded", {})
+    monkeypatch.setitem(registry.BACKENDS.loaders, "cpp", (broken, ("cpu",)))
     with caplog.at_level(logging.INFO, logger="fieldfit"):
         assert get_backend("auto", torch.device("cpu")) is hash_encode_torch
         get_backend("auto", torch.device("cpu"))

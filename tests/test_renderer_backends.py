@@ -149,7 +149,7 @@ def test_auto_falls_back_to_the_reference_when_the_kernels_do_not_build(monkeypa
     def broken():
         raise RuntimeError("C++ renderer kernels did not build: no compiler")
 
-    monkeypatch.setattr(backends, "_auto_choice", {})
-    monkeypatch.setattr(backends, "_loaded", {})
-    monkeypatch.setitem(backends._RENDERERS, "cpp", (broken, ("cpu",)))
+    monkeypatch.setattr(backends.RENDERERS, "auto_choice", {})
+    monkeypatch.setattr(backends.RENDERERS, "loaded", {})
+    monkeypatch.setitem(backends.RENDERERS.loaders, "cpp", (broken, ("cpu",)))
     assert type(get_renderer("auto", torch.device("cpu"))) is Renderer

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -24,21 +24,61 @@ log = logging.getLogger("fieldfit")
 
 Encode = Callable[..., torch.Tensor]
 
-# name -> (loader returning the encode function or raising ImportError/RuntimeError,
-#          device types it runs on, or ("any",))
-_LOADERS: dict[str, tuple[Callable[[], Encode], tuple[str, ...]]] = {}
-# preference order for "auto" per device type
-_AUTO_ORDER: dict[str, tuple[str, ...]] = {
-    "cuda": ("tcnn", "triton", "torch"),
-    "cpu": ("cpp", "torch"),
-}
-_cache: dict[str, Encode] = {}
-_auto_choice: dict[str, str] = {}
+class BackendRegistry:
+    """Named backends of one kind (hash-grid encodings, renderers), each loaded lazily by its
+    loader on first use and cached; ``auto`` resolves once per device type to the first of
+    ``auto_order[device_type]`` that loads (:func:`first_loadable`), logged."""
+
+    def __init__(self, what: str, auto_order: dict[str, tuple[str, ...]]):
+        self.what = what
+        """what a backend is, for messages ("hash-grid backend")"""
+        self.auto_order = auto_order
+        """preference order for ``auto`` per device type (the last is the reference)"""
+        self.loaders: dict[str, tuple[Callable[[], Any], tuple[str, ...]]] = {}
+        """name -> (loader returning the backend or raising ImportError/RuntimeError, the
+        device types it runs on, or ("any",))"""
+        self.loaded: dict[str, Any] = {}
+        self.auto_choice: dict[str, str] = {}
+
+    def register(self, name: str, loader: Callable[[], Any], devices: tuple[str, ...]) -> None:
+        """Register a backend whose ``loader`` imports/compiles it lazily on first use."""
+        self.loaders[name] = (loader, devices)
+
+    def names(self) -> list[str]:
+        return ["auto", *self.loaders]
+
+    def runs_on(self, name: str, device_type: str) -> bool:
+        """Whether the backend ``name`` runs on tensors of ``device_type``."""
+        devices = self.loaders[name][1]
+        return device_type in devices or "any" in devices
+
+    def load(self, name: str) -> Any:
+        """The backend ``name`` (not 'auto'); raises if it cannot load."""
+        if name not in self.loaded:
+            self.loaded[name] = self.loaders[name][0]()
+        return self.loaded[name]
+
+    def get(self, name: str, device_type: str) -> Any:
+        """The backend ``name`` for tensors of ``device_type``; ValueError if it does not run
+        there."""
+        if name != "auto":
+            if not self.runs_on(name, device_type):
+                raise ValueError(f"{self.what} {name!r} runs on {self.loaders[name][1]}, "
+                                 f"not on {device_type}")
+            return self.load(name)
+        if device_type not in self.auto_choice:
+            self.auto_choice[device_type] = first_loadable(
+                self.auto_order.get(device_type, ("torch",)), self.load, self.what)
+            log.info("%s on %s: %s", self.what, device_type, self.auto_choice[device_type])
+        return self.loaded[self.auto_choice[device_type]]
 
 
-def register_backend(name: str, loader: Callable[[], Encode], devices: tuple[str, ...]) -> None:
-    """Register a backend whose ``loader`` imports/compiles it lazily on first use."""
-    _LOADERS[name] = (loader, devices)
+BACKENDS = BackendRegistry("hash-grid backend", {"cuda": ("tcnn", "triton", "torch"),
+                                                 "cpu": ("cpp", "torch")})
+register_backend = BACKENDS.register
+backend_names = BACKENDS.names
+runs_on = BACKENDS.runs_on
+load_backend: Callable[[str], Encode] = BACKENDS.load
 
 
 def _load_torch() -> Encode:
@@ -73,18 +113,8 @@ register_backend("triton", _load_triton, _TRITON_DEVICES)
 register_backend("tcnn", _load_tcnn, ("cuda",))
 
 
-def backend_names() -> list[str]:
-    return ["auto", *_LOADERS]
-
-
 BackendName = Literal[tuple(backend_names())]  # type: ignore[valid-type]
 """a ``--backend`` name: auto or a registered backend (the CLI lists and checks them)"""
-
-
-def runs_on(name: str, device_type: str) -> bool:
-    """Whether a registered backend runs on tensors of ``device_type`` ("any": all devices)."""
-    devices = _LOADERS[name][1]
-    return device_type in devices or "any" in devices
 
 
 def check_backend_name(name: str) -> str:
@@ -95,32 +125,15 @@ def check_backend_name(name: str) -> str:
     return key
 
 
-def load_backend(name: str) -> Encode:
-    """The encode function of a named backend (not 'auto'); raises if it cannot load."""
-    if name not in _cache:
-        _cache[name] = _LOADERS[name][0]()
-    return _cache[name]
-
-
 def get_backend(name: str, device: torch.device) -> Encode:
     """Encode function for ``name`` on ``device``; ``auto`` resolves once per device type."""
-    kind = device.type
-    if name != "auto":
-        if not runs_on(name, kind):
-            raise ValueError(f"hash-grid backend {name!r} runs on {_LOADERS[name][1]}, "
-                             f"not on {kind}")
-        return load_backend(name)
-    if kind not in _auto_choice:
-        _auto_choice[kind] = first_loadable(_AUTO_ORDER.get(kind, ("torch",)), load_backend,
-                                            "hash-grid backend")
-        log.info("hash-grid backend on %s: %s", kind, _auto_choice[kind])
-    return _cache[_auto_choice[kind]]
+    return BACKENDS.get(name, device.type)
 
 
 def first_loadable(candidates: tuple[str, ...], load: Callable[[str], object], what: str) -> str:
     """The first of ``candidates`` that ``load`` loads (the last is the reference, which
     always does): an ImportError (not installed) or RuntimeError/OSError (did not build) moves
-    on to the next, logged. Shared by the hash-grid and renderer registries."""
+    on to the next, logged (:class:`BackendRegistry`'s auto choice)."""
     for candidate in candidates[:-1]:
         try:
             load(candidate)
