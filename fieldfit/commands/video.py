@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import check_budget, field_names
+from fieldfit.fields import field_names
 from fieldfit.scenes import load_video
 from fieldfit.scenes.images import MIN_SIDE
 
@@ -44,11 +44,6 @@ class VideoCommand:
                             min_side=MIN_SIDE)
         task = build_task(VideoTask, target, self.task, self.train.resolved_device(),
                           self.train.seed, VideoTask.source_of(target, self.path))
-        try:
-            check_budget(self.task.params, task.model.n_parameters(trainable_only=False),
-                         "--params")
-        except ValueError as err:
-            raise UserError(str(err)) from None
         result = self.output.fit(task, self.train)
         print(f"PSNR {result['psnr']:.2f} dB (worst frame {result['psnr_min']:.2f}) over "
               f"{task.shape[0]} frames, {result['bpp']:.3f} bits/pixel, after "
