@@ -21,6 +21,7 @@ from fieldfit.scenes import (
 from fieldfit.scenes.meshes import load_mesh
 
 from fieldfit.checkpoint import load_checkpoint
+from fieldfit.errors import UserError
 from fieldfit.cli import main
 from fieldfit.io import write_image
 from fieldfit.run import run_task
@@ -86,6 +87,13 @@ def make(name: str, inputs, device=CPU, seed: int = 0, **config):
 def test_registry_holds_every_task():
     assert TASKS == {"image": ImageTask, "sdf": SdfTask, "nerf": NerfTask, "neus": NeusTask,
                      "video": VideoTask}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_build_task_refuses_an_unknown_field_in_one_line(name, inputs):
+    """Whatever the config came from (CLI, --load-config, the API), one message."""
+    with pytest.raises(UserError, match=r"^--field nope: unknown field; choose from .*grid"):
+        make(name, inputs, field="nope")
 
 
 @pytest.mark.parametrize("name", ["image", "sdf", "nerf"])

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names, from_dict
+from fieldfit.fields import from_dict
 from fieldfit.scenes import ALPHA_MODES, AlphaMode, ImageTarget, load_image
 from fieldfit.scenes.images import MIN_SIDE
 
@@ -24,8 +24,6 @@ def build_image_task(target: ImageTarget, config: ImageTaskConfig, train: Traine
                      source: dict | None = None) -> ImageTask:
     """ImageTask on the run's device and seed, with option errors reported against their
     CLI flag."""
-    if config.field.lower() not in field_names():
-        raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     return build_task(ImageTask, target, config, train.resolved_device(), train.seed, source)
 
 

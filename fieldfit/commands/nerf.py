@@ -8,10 +8,9 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names, from_dict
+from fieldfit.fields import from_dict
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
-from ..errors import UserError
 from ..run import RunOptions
 from ..tasks import NerfTaskConfig, RayTask, build_task, ray_task_class
 from ..trainer import TrainerConfig
@@ -24,8 +23,6 @@ def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig,
                     train: TrainerConfig) -> RayTask:
     """The density or NeuS task (``config.geometry``) for the scene folder ``data`` on the
     run's device and seed, with option errors reported against their flag."""
-    if config.field.lower() not in field_names():
-        raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     scene = load_nerf_scene(data, options)
     return build_task(ray_task_class(config.geometry), scene, config, train.resolved_device(),
                       train.seed)

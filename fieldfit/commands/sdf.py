@@ -8,10 +8,9 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names, from_dict
+from fieldfit.fields import from_dict
 from fieldfit.scenes.meshes import load_mesh
 
-from ..errors import UserError
 from ..run import RunOptions
 from ..tasks import SdfTask, SdfTaskConfig, build_task
 from ..trainer import TrainerConfig
@@ -22,8 +21,6 @@ Flat = tyro.conf.arg(name="")
 def build_sdf_task(path: Path, config: SdfTaskConfig, train: TrainerConfig) -> SdfTask:
     """SdfTask for the mesh file ``path`` on the run's device and seed, with option errors
     reported against their flag."""
-    if config.field.lower() not in field_names():
-        raise UserError(f"--field {config.field}: unknown field; choose from {field_names()}")
     mesh = load_mesh(path, margin=config.margin)
     return build_task(SdfTask, mesh, config, train.resolved_device(), train.seed,
                       SdfTask.source_of(mesh, path))

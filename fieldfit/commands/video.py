@@ -8,11 +8,9 @@ from typing import Annotated
 
 import tyro
 
-from fieldfit.fields import field_names
 from fieldfit.scenes import load_video
 from fieldfit.scenes.images import MIN_SIDE
 
-from ..errors import UserError
 from ..run import RunOptions
 from ..tasks import VideoTask, VideoTaskConfig, build_task
 from ..trainer import TrainerConfig
@@ -37,9 +35,6 @@ class VideoCommand:
 
     def run(self) -> dict:
         self.output.inputs = (self.path,)
-        if self.task.field.lower() not in field_names():
-            raise UserError(f"--field {self.task.field}: unknown field; choose from "
-                            f"{field_names()}")
         target = load_video(self.path, frames=self.task.frames, fps=self.task.fps,
                             min_side=MIN_SIDE)
         task = build_task(VideoTask, target, self.task, self.train.resolved_device(),

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fieldfit.fields import FieldConfig, check_budget, from_dict
+from fieldfit.fields import FieldConfig, check_budget, field_names, from_dict
 
 from ..checkpoint import Checkpoint, check_matches
 from ..device import seeded
@@ -39,8 +39,11 @@ def build_task(cls: type[Task], data: Any, config: Any, device: torch.device, se
                source: dict | None = None) -> Task:
     """A fresh task on ``device``: its model is built and initialised from the data with
     torch's RNG seeded from ``seed`` (identical weights for one seed on any device, other
-    weights for another seed); the caller's RNG state is left as it was. ValueErrors of the
-    config become UserErrors."""
+    weights for another seed); the caller's RNG state is left as it was. An unknown field
+    preset and ValueErrors of the config become UserErrors."""
+    name = getattr(config, "field", None)
+    if name is not None and name.lower() not in field_names():
+        raise UserError(f"--field {name}: unknown field; choose from {field_names()}")
     try:
         with seeded(seed, device):
             task = cls(data, config, device=device, source=source)

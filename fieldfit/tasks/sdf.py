@@ -22,7 +22,7 @@ from .. import distributed
 from ..errors import UserError
 from ..io import write_image, write_json, write_mesh
 from ..mesh_metrics import occupancy_iou, surface_metrics
-from ..progress import Tracker
+from ..progress import Tracker, progress_bar
 from ..surface import Surface
 from .base import BudgetOptions, Task
 
@@ -228,15 +228,20 @@ class SdfTask(Task):
         if self._evaluated is not None and self._evaluated[0] == version:
             return self._evaluated[3]
         c = self.config
-        if self._true_inside is None:
-            self._true_inside = self.data.contains(self.eval_points)
         vertices, faces = self.extract()
-        metrics = {
-            "iou": occupancy_iou(self.predict_inside(self.eval_points), self._true_inside),
-            **surface_metrics(vertices, faces, self.data.vertices, self.data.faces,
-                              c.eval_surface_points, c.fscore_threshold, c.sample_seed),
-            "n_faces": len(faces),
-        }
+        with progress_bar(3, "evaluating the fit", "stage") as bar:
+            if self._true_inside is None:
+                self._true_inside = self.data.contains(self.eval_points)
+            bar.update(1)
+            iou = occupancy_iou(self.predict_inside(self.eval_points), self._true_inside)
+            bar.update(1)
+            metrics = {
+                "iou": iou,
+                **surface_metrics(vertices, faces, self.data.vertices, self.data.faces,
+                                  c.eval_surface_points, c.fscore_threshold, c.sample_seed),
+                "n_faces": len(faces),
+            }
+            bar.update(1)
         self._evaluated = (version, vertices, faces, metrics)
         return metrics
 
