@@ -21,8 +21,8 @@ from fieldfit.scenes import (
 from fieldfit.scenes.meshes import load_mesh
 
 from fieldfit.checkpoint import load_checkpoint
-from fieldfit.errors import UserError
 from fieldfit.cli import main
+from fieldfit.errors import UserError
 from fieldfit.io import write_image
 from fieldfit.run import run_task
 from fieldfit.tasks import (
