@@ -5,6 +5,7 @@ from .cam import CAMConfig, CAMDecoder, direction_to_unit_square
 from .concat import ConcatConfig, ConcatEncoding
 from .configs import ConfigError, from_dict, register_config, to_dict
 from .dense import DenseGridConfig
+from .dynamic import DeformationConfig, DynamicRadianceField
 from .field import Field, FieldConfig, ParamGroup
 from .fourier import FourierFeatureConfig, FourierFeatures
 from .frequency import FrequencyConfig, FrequencyEncoding
@@ -28,6 +29,7 @@ __all__ = [
     "FrequencyEncoding", "HashGrid", "HashGridConfig", "HashGridLayout", "MLP", "MLPConfig",
     "ParamGroup", "PresetContext", "FieldName", "BackendName", "field_names", "field_preset",
     "from_dict", "hash_encode_torch", "make_layout", "register_config", "to_dict",
+    "DeformationConfig", "DynamicRadianceField",
     "RadianceConfig", "RadianceField", "SdfGeometryConfig", "SdfRadianceField", "SHEncoding",
     "sh_encode", "trunc_exp",
     "CAMConfig", "CAMDecoder", "ConcatConfig", "ConcatEncoding", "DenseGridConfig",

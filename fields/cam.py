@@ -4,8 +4,9 @@ are ``Linear -> normalise -> gamma(c) * h + beta(c) -> activation``.
 Normalisation is per point across the channels, without parameters (LayerNorm without affine).
 gamma and beta are read by bilinear (trilinear in 3D) interpolation, ``align_corners=True`` with
 border padding, from small grids over the modulation coordinate c: the normalised point (pixel
-positions for images), its last axis (time, for video and dynamic scenes) or the view direction
-handed to the decoder as ``cond``, as (azimuth, elevation). gamma starts at 1 and beta at 0, so
+positions for images), time (the point's last axis for video; the (n, 1) ``cond`` of a dynamic
+scene's field) or the view direction handed to the decoder as ``cond``, as (azimuth,
+elevation). gamma starts at 1 and beta at 0, so
 an untrained CAM decoder computes its MLP with normalised hidden layers.
 """
 
@@ -110,8 +111,8 @@ class CAMDecoder(nn.Module):
         kind = self.config.coordinate
         if kind == "point":
             return point
-        if kind == "time":
-            return point[:, -1:]
+        if kind == "time":  # video: the point's last axis; dynamic scenes: cond is the time
+            return point[:, -1:] if cond is None else cond[:, -1:]
         if cond is None:
             raise ValueError("cam: coordinate 'direction' needs view directions (cond)")
         return direction_to_unit_square(cond)

@@ -90,21 +90,31 @@ class ColorFieldBase(nn.Module):
 class RadianceField(ColorFieldBase):
     """(n, 3) points and (n, 3) unit view directions -> (n, 3) colours and (n,) densities.
 
-    Density is zero outside ``aabb`` (2, 3).
+    Density is zero outside ``aabb`` (2, 3). The point functions take an optional (n, 1)
+    ``times``, which this static field ignores (it is the same at every time; the dynamic
+    field of :mod:`.dynamic` reads it).
     """
 
-    def _geometry(self, x: torch.Tensor, directions: torch.Tensor):
-        h = self.geometry(x, directions)
+    def _features(self, x: torch.Tensor, directions: torch.Tensor,
+                  times: torch.Tensor | None) -> torch.Tensor:
+        """(n, 1 + geo_features) geometry outputs: density logit and colour features."""
+        return self.geometry(x, directions)
+
+    def _geometry(self, x: torch.Tensor, directions: torch.Tensor,
+                  times: torch.Tensor | None = None):
+        h = self._features(x, directions, times)
         inside = ((x >= self.aabb[0]) & (x <= self.aabb[1])).all(dim=-1)
         sigma = trunc_exp(h[:, 0] + self.config.density_bias) * inside
         return sigma, h
 
-    def density(self, x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    def density(self, x: torch.Tensor, directions: torch.Tensor,
+                times: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) densities (per world unit) at (n, 3) points seen along (n, 3) directions."""
-        return self._geometry(x, directions)[0]
+        return self._geometry(x, directions, times)[0]
 
-    def forward(self, x: torch.Tensor, directions: torch.Tensor):
+    def forward(self, x: torch.Tensor, directions: torch.Tensor,
+                times: torch.Tensor | None = None):
         """(n, 3) colours in [0, 1] and (n,) densities."""
-        sigma, h = self._geometry(x, directions)
+        sigma, h = self._geometry(x, directions, times)
         rgb = self.color(torch.cat([h, self.sh(directions)], dim=-1))
         return rgb, sigma

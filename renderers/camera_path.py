@@ -36,7 +36,7 @@ def resized(cameras: Cameras, width: int, height: int) -> Cameras:
     """The same cameras for images of ``width`` x ``height`` (intrinsics scaled per axis)."""
     sx, sy = width / cameras.width, height / cameras.height
     return Cameras(cameras.c2w, cameras.fx * sx, cameras.fy * sy, cameras.cx * sx,
-                   cameras.cy * sy, int(width), int(height))
+                   cameras.cy * sy, int(width), int(height), cameras.times)
 
 
 def interpolate_path(keyframes: Cameras, n_frames: int, cycle: bool = False) -> Cameras:

@@ -26,6 +26,8 @@ class Rays:
     viewdirs: torch.Tensor | None = None
     """(n_rays, 3) unit viewing directions for view-dependent colour, where they differ from
     ``directions`` (rays warped into NDC); None means ``directions``"""
+    times: torch.Tensor | None = None
+    """(n_rays,) moment in [0, 1] each ray saw a dynamic scene; None for a static one"""
 
     def __len__(self) -> int:
         return self.origins.shape[0]
@@ -37,7 +39,8 @@ class Rays:
     def select(self, index: torch.Tensor | slice) -> Rays:
         """The rays at ``index`` (a slice, an index or a boolean mask)."""
         view = None if self.viewdirs is None else self.viewdirs[index]
-        return Rays(self.origins[index], self.directions[index], view)
+        times = None if self.times is None else self.times[index]
+        return Rays(self.origins[index], self.directions[index], view, times)
 
     def split(self, size: int) -> list[Rays]:
         """Consecutive chunks of at most ``size`` rays."""
@@ -46,7 +49,8 @@ class Rays:
     def to(self, device: torch.device) -> Rays:
         """The rays on ``device``."""
         view = None if self.viewdirs is None else self.viewdirs.to(device)
-        return Rays(self.origins.to(device), self.directions.to(device), view)
+        times = None if self.times is None else self.times.to(device)
+        return Rays(self.origins.to(device), self.directions.to(device), view, times)
 
 
 @dataclass
@@ -65,6 +69,9 @@ class Cameras:
     """(n,) principal point, rows"""
     width: int
     height: int
+    times: torch.Tensor | None = None
+    """(n,) moment in [0, 1] each camera saw a dynamic scene (D-NeRF's frame ``time``); None
+    for a static scene"""
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
@@ -72,7 +79,8 @@ class Cameras:
     def __getitem__(self, index) -> Cameras:
         index = torch.as_tensor(index).reshape(-1)
         return Cameras(self.c2w[index], self.fx[index], self.fy[index], self.cx[index],
-                       self.cy[index], self.width, self.height)
+                       self.cy[index], self.width, self.height,
+                       None if self.times is None else self.times[index])
 
     @property
     def centers(self) -> torch.Tensor:
@@ -84,7 +92,7 @@ class Cameras:
         width, height = round(self.width * factor), round(self.height * factor)
         sx, sy = width / self.width, height / self.height
         return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                       width, height)
+                       width, height, self.times)
 
 
 def make_cameras(c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float, width: int,
@@ -108,14 +116,15 @@ def pixel_rays(cameras: Cameras, camera_ids: torch.Tensor, cols: torch.Tensor,
         camera_ids: (n_rays,) int64 indices into ``cameras``.
         cols, rows: (n_rays,) pixel indices (or float pixel positions of the pixel's corner).
     Returns:
-        Rays with unit directions.
+        Rays with unit directions (and the cameras' times, where they have them).
     """
     u = (cols.float() + 0.5 - cameras.cx[camera_ids]) / cameras.fx[camera_ids]
     v = (rows.float() + 0.5 - cameras.cy[camera_ids]) / cameras.fy[camera_ids]
     local = torch.stack([u, -v, -torch.ones_like(u)], dim=-1)  # y up, looking down -z
     c2w = cameras.c2w[camera_ids]
     directions = F.normalize((c2w[:, :, :3] @ local.unsqueeze(-1)).squeeze(-1), dim=-1)
-    return Rays(c2w[:, :, 3].contiguous(), directions)
+    times = None if cameras.times is None else cameras.times[camera_ids]
+    return Rays(c2w[:, :, 3].contiguous(), directions, times=times)
 
 
 def image_rays(cameras: Cameras, index: int) -> Rays:
@@ -144,7 +153,7 @@ def rays_to_ndc(rays: Rays, cameras: Cameras, camera_ids: torch.Tensor,
     origins = torch.stack([ax * ox / oz, ay * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
     directions = torch.stack(
         [ax * (dx / dz - ox / oz), ay * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1)
-    return Rays(origins, F.normalize(directions, dim=-1), rays.directions)
+    return Rays(origins, F.normalize(directions, dim=-1), rays.directions, rays.times)
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

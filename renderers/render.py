@@ -23,10 +23,12 @@ from .occupancy import OccupancyGrid
 from .packed import RaySamples
 from .volume import RenderOutput, SampleFn, composite
 
-# (points (n, 3), directions (n, 3)) -> densities (n,)
-PointDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# (points (n, 3), directions (n, 3)) -> (colours (n, 3), densities (n,))
-PointRadianceFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (points (n, 3), directions (n, 3)[, times (n, 1)]) -> densities (n,)
+PointDensityFn = Callable[..., torch.Tensor]
+# (points (n, 3), directions (n, 3)[, times (n, 1)]) -> (colours (n, 3), densities (n,))
+PointRadianceFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""Point functions take the samples' times as a third argument where the rays carry times
+(a dynamic scene), and only points and directions otherwise."""
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:
@@ -118,10 +120,12 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
     ``density_fn`` chooses the samples where the backend samples with a density pass
     (nerfacc); the front-to-back backends need only ``radiance_fn``. ``background`` is (3,) or
     (n_rays, 3) (None: black); ``generator`` drives the stratified jitter. ``n_queries`` of the
-    output counts field evaluations that were not composited.
+    output counts field evaluations that were not composited. Rays with ``times`` hand each
+    sample its ray's time as a third argument of the point functions.
     """
     n_rays = len(rays)
     origins, directions, views = rays.origins, rays.directions, rays.view_directions
+    times = None if rays.times is None else rays.times[:, None]
     near = torch.full((n_rays,), options.near, device=origins.device)
     if options.stratified:
         jitter = torch.rand(n_rays, generator=generator, device=generator_device(generator))
@@ -129,12 +133,16 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
         near = near + jitter * options.step_size
     far = torch.full_like(near, options.far)
 
-    def points(t_starts, t_ends, ray_indices):
+    def inputs(t_starts, t_ends, ray_indices):
+        """The point functions' arguments at the samples."""
         mids = 0.5 * (t_starts + t_ends)
-        return origins[ray_indices] + mids[:, None] * directions[ray_indices]
+        points = origins[ray_indices] + mids[:, None] * directions[ray_indices]
+        if times is None:
+            return points, views[ray_indices]
+        return points, views[ray_indices], times[ray_indices]
 
     def rgb_sigma_fn(t_starts, t_ends, ray_indices):
-        return radiance_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
+        return radiance_fn(*inputs(t_starts, t_ends, ray_indices))
 
     march = {"early_stop_eps": options.early_stop_eps, "alpha_thre": options.alpha_thre,
              "skip_empty": options.skip_empty, "backend": backend}
@@ -148,7 +156,7 @@ def render_rays(rays: Rays, grid: OccupancyGrid, options: MarchOptions,
     def sigma_fn(t_starts, t_ends, ray_indices):
         nonlocal queries
         queries += len(t_starts)
-        return density_fn(points(t_starts, t_ends, ray_indices), views[ray_indices])
+        return density_fn(*inputs(t_starts, t_ends, ray_indices))
 
     samples = grid.sample(origins, directions, options.step_size, near, far, sigma_fn=sigma_fn,
                           **march)

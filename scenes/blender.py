@@ -2,7 +2,8 @@
 
 Each JSON holds the intrinsics (``camera_angle_x``, or ``fl_x``/``fl_y``/``cx``/``cy`` in
 pixels) and ``frames``, each with a ``file_path`` (relative to the folder, the ``.png`` suffix
-optional) and a camera-to-world ``transform_matrix`` in the OpenGL convention.
+optional) and a camera-to-world ``transform_matrix`` in the OpenGL convention. Frames of a
+dynamic scene (D-NeRF's layout) also carry a ``time`` in [0, 1], the moment the image was taken.
 """
 
 from __future__ import annotations
@@ -93,8 +94,23 @@ def _image_path(root: Path, frame: dict, where: str) -> Path:
     return path if path.suffix else path.with_suffix(".png")
 
 
+def _times(frames: list[dict], path: Path) -> torch.Tensor | None:
+    """(n,) frame times of a dynamic scene, or None when no frame has one; SceneError naming
+    the first frame without a time (when others have one) or with one outside [0, 1]."""
+    if not any("time" in frame for frame in frames):
+        return None
+    times = []
+    for i, frame in enumerate(frames):
+        value = frame.get("time")
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise SceneError(f"{path}: frame {i}: time={value!r}; in a dynamic scene every "
+                             "frame needs a time in [0, 1]")
+        times.append(float(value))
+    return torch.tensor(times)
+
+
 def load_split(root: Path, split: str) -> SceneSplit:
-    """One ``transforms_{split}.json`` with its images."""
+    """One ``transforms_{split}.json`` with its images (and frame times, if it has them)."""
     path = root / f"transforms_{split}.json"
     meta = read_transforms(path)
     images, poses, wheres, names = [], [], [], []
@@ -114,6 +130,7 @@ def load_split(root: Path, split: str) -> SceneSplit:
     height, width = colors.shape[1:3]
     fx, fy, cx, cy = _intrinsics(meta, path, width, height)
     cameras = make_cameras(poses_t.float(), fx, fy, cx, cy, width, height)
+    cameras.times = _times(meta["frames"], path)
     return SceneSplit(colors, alphas, cameras, names)
 
 
@@ -130,6 +147,13 @@ def load_blender(root: Path, options: SceneOptions) -> NerfScene:
     splits = {s: load_split(root, s).downscaled(options.downscale) for s in present}
     if "test" not in splits:
         splits["test"] = splits["val"]
+    dynamic = {s: split.cameras.times is not None for s, split in splits.items()}
+    if len(set(dynamic.values())) > 1:
+        timed = [s for s, d in dynamic.items() if d]
+        untimed = [s for s, d in dynamic.items() if not d]
+        raise SceneError(f"{root}: frames of {', '.join(timed)} carry a time but those of "
+                         f"{', '.join(untimed)} do not; a dynamic scene needs times in every "
+                         "split")
     b = options.bound
     aabb = torch.tensor([[-b, -b, -b], [b, b, b]])
     background = torch.full((3,), 1.0 if options.background == "white" else 0.0)

@@ -107,6 +107,11 @@ class NerfScene:
     options: SceneOptions | None = None
     """how the folder was read (set by :func:`load_nerf_scene`)"""
 
+    @property
+    def dynamic(self) -> bool:
+        """The frames carry times (a D-NeRF-layout scene whose content moves)."""
+        return self.splits["train"].cameras.times is not None
+
     def rays(self, split: str, camera_ids: torch.Tensor, cols: torch.Tensor,
              rows: torch.Tensor) -> Rays:
         """Rays through pixel centres of cameras of ``split`` (warped into NDC if needed)."""
@@ -132,6 +137,9 @@ def load_nerf_scene(path: str | Path, options: SceneOptions | None = None) -> Ne
         if scene.ndc:
             raise SceneError(f"--scene-contraction on: {path} is a forward-facing scene "
                              "marched in NDC; add --no-ndc to contract it instead")
+        if scene.dynamic:
+            raise SceneError(f"--scene-contraction on: {path} is a dynamic scene, which is "
+                             "fitted in its box")
         scene.contracted, scene.aabb = True, contracted_aabb()
     scene.options = options
     return scene

@@ -31,13 +31,15 @@ DEMO_EVALS = 5
 class DemoCommand:
     """The main job on generated data, in about 2 minutes on 2 CPU cores: render a procedural
     scene (textured spheres and a box) into a Blender-format dataset, fit a radiance field to
-    it, and write test renders, depth maps, a turntable video and metrics. `--target image`
-    fits a hash grid to a generated 256x256 image instead."""
+    it, and write test renders, depth maps, a turntable video and metrics. `--target dynamic`
+    does the same with the scene in motion (its frames carry times; the turntable sweeps
+    time); `--target image` fits a hash grid to a generated 256x256 image instead."""
 
     out: Path = Path("runs/demo")
     """output folder (replaced on each run)"""
-    target: Literal["nerf", "image"] = "nerf"
-    """nerf (the procedural scene) or image (a generated test image)"""
+    target: Literal["nerf", "dynamic", "image"] = "nerf"
+    """nerf (the procedural scene), dynamic (the scene in motion: 60 views at 5 moments) or
+    image (a generated test image)"""
     seconds: float | None = None
     """training-time budget in seconds; unset: 100 for nerf, 45 for image"""
     size: int = 64
@@ -53,7 +55,9 @@ class DemoCommand:
         out = prepare_out_dir(self.out)
         if self.target == "image":
             return self._image(out)
-        data = write_procedural_scene(out / "scene", size=self.size)
+        moving = {"n_train": 60, "n_test": 10, "n_times": 5} if self.target == "dynamic" \
+            else {}
+        data = write_procedural_scene(out / "scene", size=self.size, **moving)
         train = TrainerConfig(seconds=self.seconds or 100.0, evals=DEMO_EVALS)
         task = build_nerf_task(data, SceneOptions(), DEMO_NERF, train)
         result = run_task(task, train, out, overwrite=True)

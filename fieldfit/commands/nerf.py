@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from ..trainer import TrainerConfig
 from ..viewer import ViewerOptions
 
 Flat = tyro.conf.arg(name="")
+log = logging.getLogger("fieldfit")
 
 
 def build_nerf_task(data: Path, options: SceneOptions, config: NerfTaskConfig,
@@ -40,7 +42,8 @@ def summary(result: dict, out: Path) -> str:
 @dataclass
 class NerfCommand:
     """Fit a radiance field to posed images (a Blender-format folder with
-    transforms_{train,test}.json, or an LLFF folder with poses_bounds.npy): writes test renders
+    transforms_{train,test}.json, or an LLFF folder with poses_bounds.npy; frames with a
+    "time", as in D-NeRF's scenes, are fitted by a time-conditioned field): writes test renders
     and depth maps of --eval-views test views (renders/), metrics.json (test PSNR/SSIM, per
     view too), training_curve.png and checkpoint.safetensors into --out; `fieldfit render RUN`
     makes videos."""
@@ -67,6 +70,9 @@ class NerfCommand:
     def run(self) -> dict:
         self.output.inputs = (self.data,)
         task = build_nerf_task(self.data, self.scene, self.task, self.train)
+        if task.dynamic:
+            log.info("dynamic scene (%d frame times): fitting a time-conditioned field; "
+                     "--dynamic off fits a static one", task.source["times"])
         with self.viewer.live(task, self.output.out) as hooks:
             result = self.output.fit(task, self.train, hooks=hooks)
         print(summary(result, self.output.out))

@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from fieldfit.fields import RadianceField
+from fieldfit.fields import DynamicRadianceField, RadianceField
 from fieldfit.renderers import OccupancyGrid, Rays, RenderOutput, render_rays
 from fieldfit.renderers.contraction import ContractedPoints
 from fieldfit.renderers.occupancy import MultiLevelOccupancyGrid
@@ -25,7 +25,8 @@ DENSITY_THRESHOLD = 10.0
 
 class NerfTask(RayTask):
     """A density radiance field (``--geometry density``) built from the preset
-    ``config.field``."""
+    ``config.field``; in a dynamic scene, a time-conditioned one
+    (:class:`~fieldfit.fields.DynamicRadianceField`)."""
 
     name: ClassVar[str] = "nerf"
     geometry: ClassVar[str] = "density"
@@ -41,13 +42,21 @@ class NerfTask(RayTask):
                                            occupancy, CONTRACTION_LEVELS)
         else:
             grid = OccupancyGrid(aabb.reshape(6), c.occupancy)
-        field = RadianceField(self.field_config, aabb, c.radiance)
+        if self.dynamic:
+            field = DynamicRadianceField(self.field_config, aabb, c.radiance, c.deformation)
+        else:
+            field = RadianceField(self.field_config, aabb, c.radiance)
         return NerfModel(field, grid, self.initial_rays)
 
     def grid_opacity(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Opacity along random directions; in a dynamic scene at random times, so that over
+        the updates the grid holds every cell occupied at some moment."""
         directions = torch.randn(x.shape, generator=generator, device=generator.device)
-        directions = F.normalize(directions, dim=-1)
-        return self._point_field().density(x, directions.to(x.device)) * self.step_size
+        directions = F.normalize(directions, dim=-1).to(x.device)
+        if not self.dynamic:
+            return self._point_field().density(x, directions) * self.step_size
+        times = torch.rand(len(x), 1, generator=generator, device=generator.device)
+        return self.model.field.density(x, directions, times.to(x.device)) * self.step_size
 
     def render(self, rays: Rays, background: torch.Tensor, train: bool = False,
                generator: torch.Generator | None = None) -> RenderOutput:
@@ -62,7 +71,8 @@ class NerfTask(RayTask):
     def surface(self, threshold: float = DENSITY_THRESHOLD) -> Surface:
         """The level ``density = threshold`` (per world unit) over the scene box (the unit
         box of an unbounded scene's contracted space), in the scene's frame, as instant-ngp's
-        marching cubes offers; the density is read along one fixed view direction."""
+        marching cubes offers; the density is read along one fixed view direction (at time 0
+        in a dynamic scene)."""
         self.model.eval()
         field = self._point_field()
         direction = F.normalize(torch.ones(1, 3, device=self.device), dim=-1)
@@ -70,7 +80,10 @@ class NerfTask(RayTask):
             if self.source.get("contracted") else self.model.field.aabb
 
         def level(x: torch.Tensor) -> torch.Tensor:  # negative inside, like an SDF
-            return threshold - field.density(x, direction.expand(len(x), 3))
+            at = (x, direction.expand(len(x), 3))
+            if self.dynamic:
+                at += (x.new_zeros(len(x), 1),)
+            return threshold - field.density(*at)
 
         return Surface(sdf=level, bounds=bounds, to_input=lambda v: v, distance=False)
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from fieldfit.fields import (
     BackendName,
+    DeformationConfig,
     FieldConfig,
     FieldName,
     ParamGroup,
@@ -87,9 +88,16 @@ class NerfTaskConfig(BudgetOptions, S3IMOptions):
     renderer: Literal["auto", "torch", "cpp", "nerfacc"] = "auto"
     """ray marching and compositing: auto (nerfacc on CUDA when installed, the C++ kernels on
     the CPU when they build), torch (the reference), cpp, nerfacc"""
-    cam: Literal["none", "point", "direction"] = "none"
-    """CAM on the geometry field's decoder, modulated over the point or the view direction
-    (NerfAcc + CAM's static-scene setting; density fields only)"""
+    cam: Literal["none", "point", "direction", "time"] = "none"
+    """CAM on the geometry field's decoder, modulated over the point, the view direction
+    (NerfAcc + CAM's static-scene setting; density fields only) or time (its dynamic-scene
+    setting: 5 knots)"""
+    dynamic: Literal["auto", "off"] = "auto"
+    """scenes whose frames carry a time (D-NeRF's layout): auto fits a time-conditioned field
+    (T-NeRF: a deformation network into a canonical field); off fits one static field to all
+    frames (a baseline)"""
+    deformation: DeformationConfig = dataclasses.field(default_factory=DeformationConfig)
+    """dynamic scenes: the deformation network"""
     samples_per_step: int | None = None
     """target field queries per step (density queries that choose the samples, plus the
     rendered samples; under torchrun: of all ranks together); the number of rays adapts to
@@ -190,8 +198,9 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 class RayTask(Task):
     """A radiance field fitted to a posed image collection by volume rendering.
 
-    ``source``: ``{"path", "scene", "aabb", "contracted"}``: the scene folder, the
-    :class:`SceneOptions` it is read with, its (2, 3) box and whether it is unbounded. A head
+    ``source``: ``{"path", "scene", "aabb", "contracted", "dynamic", "times"}``: the scene
+    folder, the :class:`SceneOptions` it is read with, its (2, 3) box, whether it is unbounded,
+    whether the field is conditioned on time and the number of distinct training times. A head
     sets :attr:`geometry` and implements :meth:`build_model`, :meth:`grid_opacity`,
     :meth:`render` and :meth:`render_train`.
     """
@@ -210,13 +219,21 @@ class RayTask(Task):
         if config.geometry != self.geometry:
             raise ValueError(f"--geometry {config.geometry}: {type(self).__name__} fits "
                              f"--geometry {self.geometry}")
+        if self.dynamic and self.geometry != "density":
+            raise ValueError(f"--geometry {self.geometry}: a dynamic scene is fitted with "
+                             "--geometry density")
+        if self.dynamic and config.cam == "direction":
+            raise ValueError("--cam direction: the decoder of a dynamic scene's field reads the "
+                             "time, not the view direction (--cam time or point)")
         aabb = torch.tensor(self.source["aabb"], dtype=torch.float32, device="cpu")
         side = float((aabb[1] - aabb[0]).max())
         max_res = config.max_res or round(2048 * side / 3)
         ctx = PresetContext(task="nerf", dims=3, max_res=max_res, log2_table=config.log2_table,
                             backend=config.backend, budget=config.params,
                             out_dims=1 + config.radiance.geo_features,
-                            view_dependent=self.view_dependent, cam=config.cam)
+                            view_dependent=self.view_dependent and not self.dynamic,
+                            time_res=self.source.get("times", 0) if self.dynamic else 0,
+                            cam=config.cam)
         self.field_config = field_config or field_preset(config.field, ctx)
         self.samples_per_step = (config.samples_per_step or self.field_config.batch_size
                                  or DEFAULT_SAMPLES_PER_STEP)
@@ -246,8 +263,16 @@ class RayTask(Task):
 
     def describe(self, scene: NerfScene) -> dict:
         options = scene.options or SceneOptions()
+        times = scene.splits["train"].cameras.times
         return {"path": str(Path(scene.source).resolve()), "scene": to_dict(options),
-                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted)}
+                "aabb": scene.aabb.tolist(), "contracted": bool(scene.contracted),
+                "dynamic": scene.dynamic and self.config.dynamic == "auto",
+                "times": 0 if times is None else len(times.unique())}
+
+    @property
+    def dynamic(self) -> bool:
+        """The field is conditioned on time (a dynamic scene, ``--dynamic auto``)."""
+        return bool(self.source.get("dynamic"))
 
     @property
     def scene(self) -> NerfScene:
@@ -465,8 +490,12 @@ class RayTask(Task):
     @torch.no_grad()
     def render_view(self, cameras: Cameras, index: int) -> dict[str, np.ndarray]:
         """Colour (H, W, 3), depth of the visible surface (H, W) and opacity (H, W) of one
-        camera, rendered in chunks of ``config.chunk`` rays."""
+        camera, rendered in chunks of ``config.chunk`` rays. A dynamic scene is rendered at
+        the camera's time; cameras without times (a camera path) sweep the scene's time from 0
+        to 1 along their order."""
         self.model.eval()
+        if self.dynamic and cameras.times is None:
+            cameras = dataclasses.replace(cameras, times=torch.linspace(0, 1, len(cameras)))
         h, w = cameras.height, cameras.width
         rows, cols = torch.meshgrid(torch.arange(h, device="cpu"),
                                     torch.arange(w, device="cpu"), indexing="ij")
@@ -529,7 +558,8 @@ class RayTask(Task):
         return "NDC depth" if self.scene.ndc else "depth (scene units along the ray)"
 
     def video_path(self, n_frames: int) -> Cameras:
-        """Turntable around the object (or a circle for forward-facing scenes)."""
+        """Turntable around the object (or a circle for forward-facing scenes); in a dynamic
+        scene, time runs from 0 to 1 along it (see :meth:`render_view`)."""
         cameras = self.scene.splits["train"].cameras
         return spiral_path(cameras, n_frames) if self.scene.ndc else orbit_path(cameras,
                                                                                  n_frames)
