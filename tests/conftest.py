@@ -67,6 +67,27 @@ def fit_nerf(scene: Path, out: Path, steps: int, **config):
     return task, result
 
 
+TINY_NERF = {"log2_table": 12, "samples_per_step": 4096, "eval_views": 0, "video_frames": 0,
+             "render_steps": 128}
+"""NerfTaskConfig fields of the per-preset floor fits (24 x 24 images)"""
+
+
+def nerf_floor_fit(scene: Path, out: Path, steps: int = 200, **config) -> tuple[float, float]:
+    """Test PSNR (dB) of an untrained and of a ``steps``-step fit of the NeRF task with
+    :data:`TINY_NERF` and ``config``."""
+    from fieldfit.renderers import OccupancyConfig
+    from fieldfit.scenes import load_nerf_scene
+
+    from fieldfit.tasks import NerfTaskConfig, build_task, ray_task_class
+
+    occupancy = OccupancyConfig(resolution=16, warmup_steps=16, update_every=4)
+    options = NerfTaskConfig(**{**TINY_NERF, "occupancy": occupancy, **config})
+    untrained = build_task(ray_task_class(options.geometry), load_nerf_scene(scene), options,
+                           torch.device("cpu"), seed=0).evaluate()["psnr"]
+    return untrained, fit_nerf(scene, out, steps, **{**TINY_NERF, "occupancy": occupancy,
+                                                     **config})[1]["psnr"]
+
+
 @pytest.fixture
 def one_thread():
     """Run on one torch thread: for tiny tensors, thread synchronisation costs more than it

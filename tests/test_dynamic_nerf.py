@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import fit_nerf
+from conftest import fit_nerf, nerf_floor_fit
 from fieldfit.fields import (
     DynamicRadianceField,
     PresetContext,
@@ -105,6 +105,21 @@ def test_untrained_dynamic_field_is_its_canonical_field():
         assert torch.allclose(rgb, rgb0) and torch.allclose(sigma, sigma0)
     with pytest.raises(ValueError, match="needs the time"):
         dynamic(x, d)
+
+
+@pytest.fixture(scope="module")
+def tiny_dynamic_scene(tmp_path_factory):
+    """24 x 24 images: 30 training views at 5 moments, 5 test views."""
+    return write_procedural_scene(tmp_path_factory.mktemp("tiny_dynamic"), size=24, n_train=30,
+                                  n_test=5, supersample=2, n_times=5)
+
+
+@pytest.mark.parametrize("name", field_names())
+def test_every_field_preset_fits_a_tiny_dynamic_scene(tiny_dynamic_scene, tmp_path, name):
+    """200 steps of 4096 samples: 12.4 dB (triplane-recipe) to 17.9 (cam) where the untrained
+    field renders the background at ~9.6."""
+    untrained, trained = nerf_floor_fit(tiny_dynamic_scene, tmp_path, field=name)
+    assert trained > untrained + 1.5, (name, untrained, trained)
 
 
 @pytest.mark.parametrize("cam", ["none", "time"])
