@@ -6,6 +6,7 @@ when any is absent.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -70,17 +71,16 @@ def _wait_for_image(page, seconds: float, differs_from: np.ndarray | None = None
     raise AssertionError(f"no settled scene render on the page within {seconds} s")
 
 
-@pytest.mark.slow
-def test_view_shows_the_scene_and_follows_the_camera(procedural_scene, tmp_path):
+@contextlib.contextmanager
+def viewing(run: Path, tmp_path: Path):
+    """`fieldfit view RUN` in a subprocess and a headless Chromium page on it, the training
+    cameras' frustums hidden (the canvas then shows only the render); yields the page."""
     pytest.importorskip("viser")
     pytest.importorskip("playwright")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    run = tmp_path / "run"
-    fit_nerf(procedural_scene, run, steps=60, samples_per_step=4096, log2_table=14,
-             video_frames=0, eval_views=1)
     port = _free_port()
     fieldfit = shutil.which("fieldfit", path=str(Path(sys.executable).parent))
     log = open(tmp_path / "view.log", "w")  # noqa: SIM115  (closed with the process)
@@ -93,20 +93,9 @@ def test_view_shows_the_scene_and_follows_the_camera(procedural_scene, tmp_path)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 800, "height": 600})
             page.goto(f"http://127.0.0.1:{port}")
-            # hide the training cameras' frustums: the canvas then shows only the render
             page.get_by_text("training cameras").wait_for()
             page.locator("input[type=checkbox]:visible").first.uncheck()
-            before = _wait_for_image(page, 120)
-            # not a blank or single-colour canvas: the render has the scene's colours
-            assert before.std(axis=(0, 1)).max() > 20
-            box = page.locator("canvas").first.bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + 150, y + 40, steps=10)
-            page.mouse.up()
-            after = _wait_for_image(page, 120, differs_from=before)
-            assert np.abs(after.astype(int) - before).mean() > 2.0
+            yield page
             browser.close()
     finally:
         process.send_signal(signal.SIGINT)
@@ -116,3 +105,39 @@ def test_view_shows_the_scene_and_follows_the_camera(procedural_scene, tmp_path)
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.mark.slow
+def test_view_shows_the_scene_and_follows_the_camera(procedural_scene, tmp_path):
+    run = tmp_path / "run"
+    fit_nerf(procedural_scene, run, steps=60, samples_per_step=4096, log2_table=14,
+             video_frames=0, eval_views=1)
+    with viewing(run, tmp_path) as page:
+        before = _wait_for_image(page, 120)
+        # not a blank or single-colour canvas: the render has the scene's colours
+        assert before.std(axis=(0, 1)).max() > 20
+        box = page.locator("canvas").first.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 150, y + 40, steps=10)
+        page.mouse.up()
+        after = _wait_for_image(page, 120, differs_from=before)
+        assert np.abs(after.astype(int) - before).mean() > 2.0
+
+
+@pytest.mark.slow
+def test_view_of_a_dynamic_scene_follows_the_time_slider(tmp_path):
+    from fieldfit.scenes import write_procedural_scene
+
+    scene = write_procedural_scene(tmp_path / "scene", size=32, n_train=30, n_test=5,
+                                   supersample=2, n_times=5)
+    run = tmp_path / "run"
+    fit_nerf(scene, run, steps=150, samples_per_step=8192, log2_table=14, video_frames=0,
+             eval_views=1)
+    with viewing(run, tmp_path) as page:
+        before = _wait_for_image(page, 120)  # time 0
+        page.get_by_role("slider").first.focus()
+        page.keyboard.press("End")  # time 1: the spheres have moved and grown
+        after = _wait_for_image(page, 120, differs_from=before)
+        assert np.abs(after.astype(int) - before).mean() > 2.0

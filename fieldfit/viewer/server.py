@@ -113,6 +113,7 @@ class SceneViewer:
         self.run_dir, self.live, self.snapshot_seconds = run_dir, live, snapshot_seconds
         self.renderer = SnapshotRenderer(task, live)
         self.ndc = task.scene.ndc
+        self.dynamic = bool(getattr(task, "dynamic", False))
         train = task.scene.splits["train"]
         self.full_height = train.cameras.height
         self.budget = budget or FrameBudget(self.full_height, share=0.15 if live else 1.0)
@@ -167,6 +168,9 @@ class SceneViewer:
         gui = self.server.gui
         self.mode = gui.add_dropdown("view", MODES, initial_value="rgb")
         show = gui.add_checkbox("training cameras", initial_value=True)
+        # a dynamic scene is shown at one moment, chosen here
+        self.time = gui.add_slider("time", min=0.0, max=1.0, step=0.01, initial_value=0.0) \
+            if self.dynamic else None
 
         @show.on_update
         def _(_event) -> None:
@@ -204,10 +208,18 @@ class SceneViewer:
         cam = client.camera
         return c2w_from_viser(cam.wxyz, cam.position), float(cam.fov), float(cam.aspect)
 
+    def _cameras(self, c2w: np.ndarray, fov: float, aspect: float, height: int) -> Cameras:
+        """The tab's camera at ``height`` pixels, at the time slider's moment in a dynamic
+        scene."""
+        cameras = viewer_cameras(c2w, fov, aspect, height)
+        if self.time is not None:
+            cameras.times = torch.tensor([float(self.time.value)])
+        return cameras
+
     def render_full(self, client) -> Path:
         """Write the tab's view at the training images' height into ``run/viewer/``."""
         c2w, fov, aspect = self._camera(client)
-        view = self.renderer.render(viewer_cameras(c2w, fov, aspect, self.full_height))
+        view = self.renderer.render(self._cameras(c2w, fov, aspect, self.full_height))
         (self.run_dir / "viewer").mkdir(parents=True, exist_ok=True)
         while (path := self.run_dir / "viewer" / f"view_{self._saved:03d}.png").exists():
             self._saved += 1
@@ -289,7 +301,7 @@ class SceneViewer:
         state = self._views.setdefault(client.client_id, _ClientView())
         c2w, fov, aspect = self._camera(client)
         key = (tuple(np.round(c2w, 5).ravel()), round(fov, 5), round(aspect, 4),
-               self.mode.value)
+               None if self.time is None else float(self.time.value), self.mode.value)
         now = time.monotonic()
         if key != state.key:
             state.key, state.changed_at, state.height = key, now, None
@@ -302,7 +314,7 @@ class SceneViewer:
         else:
             return 0.0
         t0 = time.perf_counter()
-        cameras = viewer_cameras(c2w, fov, aspect, height)
+        cameras = self._cameras(c2w, fov, aspect, height)
         view = self.renderer.render(cameras)
         image = (view_image(view, key[-1]) * 255 + 0.5).astype(np.uint8)
         # the depth lets the browser hide the frustums behind the object (not in NDC scenes)
