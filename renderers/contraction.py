@@ -27,14 +27,15 @@ def contracted_aabb() -> torch.Tensor:
 
 class ContractedPoints:
     """A field's point functions called with world points: each point is contracted first
-    (the field's box is [-2, 2]^3). Wraps any object with ``density(x, d)`` and
-    ``forward(x, d)``."""
+    (the field's box is [-2, 2]^3). Wraps any object with ``density(x, d, times)`` and
+    ``forward(x, d, times)`` (``times`` optional, as the renderer's point functions)."""
 
     def __init__(self, field):
         self.field = field
 
-    def density(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return self.field.density(contract(x), d)
+    def density(self, x: torch.Tensor, d: torch.Tensor,
+                times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.field.density(contract(x), d, times)
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor):
-        return self.field.forward(contract(x), d)
+    def forward(self, x: torch.Tensor, d: torch.Tensor, times: torch.Tensor | None = None):
+        return self.field.forward(contract(x), d, times)

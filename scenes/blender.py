@@ -147,10 +147,9 @@ def load_blender(root: Path, options: SceneOptions) -> NerfScene:
     splits = {s: load_split(root, s).downscaled(options.downscale) for s in present}
     if "test" not in splits:
         splits["test"] = splits["val"]
-    dynamic = {s: split.cameras.times is not None for s, split in splits.items()}
-    if len(set(dynamic.values())) > 1:
-        timed = [s for s, d in dynamic.items() if d]
-        untimed = [s for s, d in dynamic.items() if not d]
+    timed = [s for s, split in splits.items() if split.cameras.times is not None]
+    untimed = [s for s in splits if s not in timed]
+    if timed and untimed:
         raise SceneError(f"{root}: frames of {', '.join(timed)} carry a time but those of "
                          f"{', '.join(untimed)} do not; a dynamic scene needs times in every "
                          "split")

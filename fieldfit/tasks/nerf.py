@@ -53,10 +53,9 @@ class NerfTask(RayTask):
         the updates the grid holds every cell occupied at some moment."""
         directions = torch.randn(x.shape, generator=generator, device=generator.device)
         directions = F.normalize(directions, dim=-1).to(x.device)
-        if not self.dynamic:
-            return self._point_field().density(x, directions) * self.step_size
-        times = torch.rand(len(x), 1, generator=generator, device=generator.device)
-        return self.model.field.density(x, directions, times.to(x.device)) * self.step_size
+        times = torch.rand(len(x), 1, generator=generator, device=generator.device).to(
+            x.device) if self.dynamic else None
+        return self._point_field().density(x, directions, times) * self.step_size
 
     def render(self, rays: Rays, background: torch.Tensor, train: bool = False,
                generator: torch.Generator | None = None) -> RenderOutput:
@@ -80,10 +79,8 @@ class NerfTask(RayTask):
             if self.source.get("contracted") else self.model.field.aabb
 
         def level(x: torch.Tensor) -> torch.Tensor:  # negative inside, like an SDF
-            at = (x, direction.expand(len(x), 3))
-            if self.dynamic:
-                at += (x.new_zeros(len(x), 1),)
-            return threshold - field.density(*at)
+            times = x.new_zeros(len(x), 1) if self.dynamic else None
+            return threshold - field.density(x, direction.expand(len(x), 3), times)
 
         return Surface(sdf=level, bounds=bounds, to_input=lambda v: v, distance=False)
 
