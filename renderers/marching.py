@@ -66,19 +66,25 @@ def occupied_box(binaries: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
 
 def march_rays(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
                binaries: torch.Tensor | None, near_planes: torch.Tensor,
-               far_planes: torch.Tensor, step_size: float) -> RaySamples:
+               far_planes: torch.Tensor, step_size: float,
+               box: torch.Tensor | None = None) -> RaySamples:
     """Uniform samples inside the box, skipping unoccupied cells.
 
     Args:
         origins, directions: (n_rays, 3), unit directions.
         binaries: (R, R, R) bool occupancy, or None to keep every sample in the box.
         near_planes, far_planes: (n_rays,) where the lattice starts / the ray stops.
+        box: (6,) :func:`occupied_box` of ``binaries`` where the caller keeps it (None:
+            computed here).
     Returns:
         Packed intervals of length ``step_size``, sorted by ray and distance.
     """
     n_rays = origins.shape[0]
     # only the box around the occupied cells can hold samples: march just through it
-    box = aabb if binaries is None else occupied_box(binaries, aabb)
+    if binaries is None:
+        box = aabb
+    elif box is None:
+        box = occupied_box(binaries, aabb)
     t_min, t_max, hits = ray_aabb_intersect(origins, directions, box)
     t_lo = torch.maximum(t_min, near_planes)
     t_hi = torch.minimum(t_max, far_planes)

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from .backends import get_renderer
-from .marching import DensityFn, cell_indices, filter_visible, march_rays, ray_aabb_intersect
+from .marching import (
+    DensityFn,
+    cell_indices,
+    filter_visible,
+    march_rays,
+    occupied_box,
+    ray_aabb_intersect,
+)
 from .packed import RaySamples
 
 
@@ -63,6 +70,16 @@ class OccupancyGrid(nn.Module):
     @property
     def resolution(self) -> int:
         return self.config.resolution
+
+    def occupied_box(self) -> torch.Tensor:
+        """(6,) :func:`.marching.occupied_box` of the grid, recomputed only after ``binaries``
+        or ``aabb`` changed (an update, a loaded state dict): every ray batch marches
+        through it, and finding it scans all R^3 cells."""
+        version = (self.binaries._version, self.aabb._version, self.binaries.data_ptr())
+        if self.__dict__.get("_box_version") != version:  # outside the module's state
+            self.__dict__["_box"] = occupied_box(self.binaries[0], self.aabb)
+            self.__dict__["_box_version"] = version
+        return self.__dict__["_box"]
 
     def step_factor(self, cells: torch.Tensor) -> torch.Tensor | float:
         """Render step in the flat ``cells`` (n,) relative to the base step (1 here)."""
