@@ -26,7 +26,7 @@ from torch import nn
 
 from .mlp import log_spaced
 from .neighbours import NeighbourSearch
-from .rbf_init import clip_covariances, cluster_covariances, weighted_kmeans
+from .rbf_init import clipped_precision_factors, cluster_covariances, weighted_kmeans
 
 KERNELS = ("ivq", "nlin")
 
@@ -147,25 +147,12 @@ class RBFEncoding(nn.Module):
             var = (4 * cov.diagonal(dim1=-2, dim2=-1).sum(-1)).clamp(lo**2, hi**2)
             shapes = var.rsqrt()[:, None]
         else:
-            shapes = self._packed_precision_factor(cov, lo**2, hi**2)
+            factor = clipped_precision_factors(cov, lo**2, hi**2)
+            shapes = factor[:, self.tril_rows, self.tril_cols]
         self.centres.copy_(centres)
         self.shapes.copy_(shapes)
         if training_points:
             self.search.remember(self.centres, x)
-
-    def _packed_precision_factor(self, cov: torch.Tensor, min_var: float, max_var: float
-                                 ) -> torch.Tensor:
-        """(K, d(d+1)/2) packed Cholesky factors of inv(clipped cov); a covariance that the
-        clipping left indefinite falls back to its diagonal."""
-        d = self.dims
-        cov = clip_covariances(cov, torch.full((d,), min_var, dtype=cov.dtype),
-                               torch.full((d,), max_var, dtype=cov.dtype))
-        factor, info = torch.linalg.cholesky_ex(torch.linalg.inv(cov))
-        bad = info != 0
-        if bad.any():
-            diag = cov[bad].diagonal(dim1=-2, dim2=-1)
-            factor[bad] = torch.diag_embed(diag.rsqrt())
-        return factor[:, self.tril_rows, self.tril_cols]
 
     @torch.no_grad()
     def reset_features(self) -> None:

@@ -78,11 +78,13 @@ def cluster_covariances(points: torch.Tensor, weights: torch.Tensor, centres: to
     return cov
 
 
-def clip_covariances(cov: torch.Tensor, min_var: torch.Tensor, max_var: torch.Tensor
-                     ) -> torch.Tensor:
-    """Diagonal clipped to [min_var, max_var] per axis (each (d,)), then every off-diagonal
-    entry to +-0.999 sqrt(cov_ii cov_jj), which keeps the matrix positive definite."""
-    diag = torch.minimum(torch.maximum(cov.diagonal(dim1=-2, dim2=-1), min_var), max_var)
-    bound = 0.999 * (diag[:, :, None] * diag[:, None, :]).sqrt()
-    out = torch.maximum(torch.minimum(cov, bound), -bound)
-    return out.diagonal_scatter(diag, dim1=-2, dim2=-1)
+def clipped_precision_factors(cov: torch.Tensor, min_var: float, max_var: float
+                              ) -> torch.Tensor:
+    """(K, d, d) lower Cholesky factors L of the precisions inv(C') = L L^T, where C' is each
+    (K, d, d) covariance with its eigenvalues (the variance along every principal direction)
+    clamped to [min_var, max_var]. The clamp bounds the kernel's std in every direction, not
+    only along the axes, so a flat or collinear cluster (rank-deficient covariance) still
+    gives a positive-definite precision."""
+    var, axes = torch.linalg.eigh(cov)
+    precision = (axes / var.clamp(min_var, max_var)[:, None, :]) @ axes.transpose(-1, -2)
+    return torch.linalg.cholesky(0.5 * (precision + precision.transpose(-1, -2)))

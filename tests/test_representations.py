@@ -324,6 +324,23 @@ def test_kernel_shapes_from_one_gaussian_cluster():
     assert var[0] == pytest.approx(0.1**2)  # 0.6^2/12/0.5 = 0.06 > 0.1^2: clipped
 
 
+def test_flat_rotated_cluster_gets_clipped_width_across_its_plane():
+    # three points span a tilted plane through the centre in 3-D: the covariance is singular
+    # with no zero on its diagonal, so the std bound must hold along its principal directions
+    from fieldfit.fields.rbf_init import clipped_precision_factors
+
+    basis = torch.linalg.qr(torch.tensor([[1.0, 2, 3], [-2, 1, 0.5], [0.3, -1, 2]]).double()).Q
+    cov = basis @ torch.diag(torch.tensor([4e-3, 1e-4, 0.0]).double()) @ basis.T
+    factor = clipped_precision_factors(cov[None], 1e-6, 2e-3)[0]
+    torch.testing.assert_close(factor @ factor.T, basis @ torch.diag(
+        1 / torch.tensor([2e-3, 1e-4, 1e-6]).double()) @ basis.T, rtol=1e-7, atol=0)
+    torch.testing.assert_close(torch.linalg.cholesky(factor @ factor.T), factor)  # lower, L L^T
+    torch.manual_seed(0)  # 519 kernels on 256 points: many clusters of one to three points
+    enc = RBFConfig(n_kernels=519, n_features=2, n_neighbours=8).build(3)
+    enc.init_from_samples(torch.rand(256, 3), torch.rand(256))
+    assert torch.isfinite(enc.shapes).all()
+
+
 def test_nlin_width_from_cluster_spread():
     points = torch.tensor([[0.48, 0.5], [0.52, 0.5]])
     enc = RBFConfig(n_kernels=1, n_features=2, n_neighbours=1, kernel="nlin").build(2)
