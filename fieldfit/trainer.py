@@ -85,7 +85,8 @@ class TrainerConfig:
     device: str = "auto"
     """where the run computes: auto (CUDA when available, else CPU), cpu, cuda or cuda:N"""
     precision: Precision = "fp32"
-    """fp32, or mixed: float16 autocast of the MLPs with loss scaling (CUDA only)"""
+    """fp32, or mixed: the MLPs under autocast, float16 with loss scaling on CUDA, bfloat16
+    on a CPU with bfloat16 instructions"""
     dist_timeout: float = 300.0
     """under torchrun: seconds a rank waits for its peers in a collective before it stops
     with an error (also bounds rank 0's lone evaluations of image and SDF runs)"""
@@ -153,7 +154,8 @@ class Trainer:
         self.device = task.device
         check_precision(config.precision, self.device)
         self.generator = torch.Generator().manual_seed(stream_seed(config.seed, "batches"))
-        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "mixed" else None
+        self.scaler = (torch.amp.GradScaler("cuda")
+                       if config.precision == "mixed" and self.device.type == "cuda" else None)
         chosen = {"encoding": config.lr_encoding, "decoder": config.lr_decoder}
         lrs = {"encoding": DEFAULT_LR, "decoder": DEFAULT_LR, **task.lr_defaults(),
                **{key: lr for key, lr in chosen.items() if lr is not None}}

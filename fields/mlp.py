@@ -3,13 +3,31 @@ on the first hidden layer. CAM (:mod:`.cam`) modulates the hidden layers of this
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+
+_MIXED_DTYPE: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
+    "mlp_mixed_dtype", default=None)
+
+
+@contextlib.contextmanager
+def mixed_precision_mlps(dtype: torch.dtype | None) -> Iterator[None]:
+    """Within the block, every :class:`MLP` runs its layers under autocast to ``dtype``
+    (float16 on CUDA, bfloat16 on a CPU with bfloat16 matrix instructions; None: float32) and
+    returns float32. Only the MLPs: ray generation, encodings, compositing and losses keep
+    their own dtypes."""
+    token = _MIXED_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _MIXED_DTYPE.reset(token)
 
 
 class Sine(nn.Module):
@@ -138,9 +156,17 @@ class MLP(nn.Module):
     ) -> torch.Tensor:
         """``between(i, z)``, when given, maps hidden layer i's pre-activation z (n, width)
         before its activation (CAM's normalise-and-modulate step)."""
-        if between is None:
-            return self.net(h)
         layers = list(self.net)
-        for i in range(self.config.n_hidden):
-            h = layers[2 * i + 1](between(i, layers[2 * i](h)))
-        return layers[-1](layers[-2](h))
+        dtype = _MIXED_DTYPE.get()
+        with torch.autocast(h.device.type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
+            if between is None:
+                for layer in layers[:-2]:
+                    h = layer(h)
+            else:
+                for i in range(self.config.n_hidden):
+                    h = layers[2 * i + 1](between(i, layers[2 * i](h)))
+            h = layers[-2](h)
+        if dtype is not None:  # the output (and its activation) in float32
+            h = h.float()
+        return layers[-1](h)

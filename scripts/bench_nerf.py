@@ -21,6 +21,7 @@ import tyro
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from fieldfit.bench import report
+from fieldfit.device import autocast
 from fieldfit.io import write_image
 from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
@@ -50,6 +51,8 @@ class Args:
     """steps between curve points (0: no curve)"""
     video_frames: int = 12
     """turntable frames written per run (0: none)"""
+    precision: str = "fp32"
+    """fp32, or mixed (the MLPs in bfloat16 on a CPU, float16 on CUDA)"""
     profile_steps: int = 0
     """after training, time this many extra steps and print where the time goes"""
     out: Path = Path("bench_out/nerf")
@@ -82,7 +85,8 @@ def profile_split(task: NerfTask, trainer: Trainer, n_steps: int) -> dict[str, f
             task.before_step(step)
             t1 = time.perf_counter()
             before = dict(spent)
-            loss = task.train_step(step, trainer.generator)["loss"]
+            with autocast(trainer.device, trainer.config.precision):
+                loss = task.train_step(step, trainer.generator)["loss"]
             t2 = time.perf_counter()
             trainer.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -145,7 +149,8 @@ def run_one(args: Args, scene_name: str, field: str) -> tuple[dict, list[dict], 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     trainer_config = TrainerConfig(seconds=args.seconds or None, steps=args.steps or None,
-                                   eval_every=args.eval_every, log_every=1, checkpoint_every=0)
+                                   eval_every=args.eval_every, log_every=1, checkpoint_every=0,
+                                   precision=args.precision)
     trainer = Trainer(task, trainer_config, out, progress=sys.stderr.isatty())
     task.use_eval_views(args.curve_views)
     trainer.fit()
@@ -154,7 +159,8 @@ def run_one(args: Args, scene_name: str, field: str) -> tuple[dict, list[dict], 
     final = task.evaluate()
     task.write_outputs(out)
     samples = sum(h.get("samples", 0.0) for h in history if "samples" in h)
-    row = {"scene": scene_name, "field": field, "params": task.model.field.n_parameters(),
+    row = {"scene": scene_name, "field": field, "precision": args.precision,
+           "params": task.model.field.n_parameters(),
            "steps": trainer.step, "seconds": trainer.elapsed,
            "samples_per_s": samples / max(trainer.elapsed, 1e-9), **final}
     curve = [{"time": h["time"], "psnr": h["eval"]["psnr"]} for h in history if "eval" in h]
@@ -185,8 +191,9 @@ def main(args: Args) -> None:
     for scene_name, images in strips.items():
         write_image(args.out / f"strip_{scene_name}.png", np.concatenate(images, axis=0))
     plot_curves(curves, args.out / "psnr_vs_time.png")
-    report("bench_nerf", rows, ["scene", "field", "params", "steps", "seconds", "samples_per_s",
-                                "psnr", "ssim", "eval_views", "test_views"], args.out,
+    report("bench_nerf", rows, ["scene", "field", "precision", "params", "steps", "seconds",
+                                "samples_per_s", "psnr", "ssim", "eval_views", "test_views"],
+           args.out,
            extra={"args": {k: str(v) for k, v in vars(args).items()}, "curves": curves})
 
 

@@ -49,6 +49,23 @@ def test_fit_reaches_psnr_floor(fitted):
     assert 0.005 < float(task.model.grid.binaries.float().mean()) < 0.5  # empty space found
 
 
+def test_mixed_precision_fit_matches_the_fp32_fit(procedural_scene, fitted, tmp_path):
+    # the MLPs in bfloat16 (where the CPU has the instructions): the same floor, and within
+    # 1 dB of the float32 fit of the same seed and steps
+    from fieldfit.device import cpu_has_bfloat16
+
+    if not cpu_has_bfloat16():
+        pytest.skip("this CPU has no bfloat16 matrix instructions")
+    config = NerfTaskConfig(**SMALL)
+    task = build_task(NerfTask, load_nerf_scene(procedural_scene), config, torch.device("cpu"),
+                      seed=0)
+    result = run_task(task, TrainerConfig(steps=200, checkpoint_every=0, precision="mixed"),
+                      tmp_path, progress=False)
+    fp32 = fitted[1]
+    assert result["psnr"] > 19.5 and result["ssim"] > 0.75
+    assert abs(result["psnr"] - fp32["psnr"]) < 1.0
+
+
 def test_outputs_and_checkpoint_round_trip(fitted, capsys):
     task, result, out = fitted
     names = {p.name for p in (out / "renders").iterdir()}

@@ -62,6 +62,30 @@ def test_every_backend_marches_the_reference_samples(name):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name", cpu_backends())
+def test_every_backend_marches_the_reference_samples_on_hard_rays(name):
+    # sparse random cells (a ray crosses many empty cells between occupied ones), rays along
+    # the axes and on the cells' faces (exit distances tie or are infinite), origins inside
+    renderer = load(name)
+    grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
+    g = torch.Generator().manual_seed(3)
+    grid.binaries.copy_(torch.rand(grid.binaries.shape, generator=g) < 0.08)
+    origins, directions, near = rays(900, seed=2)
+    axis = torch.eye(3).repeat(100, 1)[:300] * torch.where(torch.arange(300) % 2 == 0, 1.0, -1.0)[
+        :, None]
+    faces = AABB[:3] + (AABB[3:] - AABB[:3]) * torch.randint(0, 33, (300, 3), generator=g) / 32
+    origins = torch.cat([origins, faces - 3 * axis, faces * 0.3])
+    directions = torch.cat([directions, axis, F.normalize(torch.randn(300, 3, generator=g),
+                                                          dim=-1)])
+    near = torch.cat([near, torch.zeros(600)])
+    far = torch.full_like(near, 1e10)
+    got = renderer.march(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.004)
+    want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.004)
+    assert len(want) > 20000
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+
+
 def ball_closure(origins, directions, leaves, from_alpha: bool):
     """Colour and density (or opacity) of a lumpy ball, depending on the parameters
     ``leaves`` = (scale, tint)."""

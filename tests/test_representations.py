@@ -352,6 +352,26 @@ def test_nlin_width_from_cluster_spread():
     torch.testing.assert_close(phi, torch.tensor([[0.5]]))
 
 
+def test_mlp_under_mixed_precision_runs_bfloat16_and_returns_float32():
+    from fieldfit.fields.mlp import mixed_precision_mlps
+
+    torch.manual_seed(0)
+    mlp = MLPConfig(width=64, n_hidden=2, output_activation="sigmoid").build(32, 3)
+    x = torch.randn(500, 32, requires_grad=True)
+    want = mlp(x)
+    (grad_want,) = torch.autograd.grad(want.square().sum(), x)
+    with mixed_precision_mlps(torch.bfloat16):
+        got = mlp(x)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), x)
+    assert got.dtype == grad_got.dtype == torch.float32
+    assert not torch.equal(got, want)  # the products did run in bfloat16 (8-bit mantissa)
+    torch.testing.assert_close(got, want, atol=1e-2, rtol=0)
+    # bfloat16's 2^-9 relative rounding grows where the backward's sums of mixed-sign terms
+    # cancel (and a few ReLUs flip near 0): 7% here; a wrong gradient would be ~100% off
+    assert (grad_got - grad_want).norm() < 0.15 * grad_want.norm()
+    assert torch.equal(mlp(x), want)  # float32 again after the block
+
+
 # -- CAM ---------------------------------------------------------------------------------
 def interp_grid(grid, c):
     """grid (C, R1, R0) at c = (c0, c1) in [0, 1]: bilinear, align_corners, border."""
