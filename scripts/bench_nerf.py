@@ -114,7 +114,9 @@ def profile_split(task: NerfTask, trainer: Trainer, n_steps: int) -> dict[str, f
 
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
-    """Test PSNR against training time, one line per run."""
+    """Test PSNR against training time, one line per run: its periodic evaluations
+    (``--curve-views`` views) and, as a star, its last point, the final metric on
+    ``--eval-views`` views."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,9 +124,13 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in curves.items():
-        ax.plot([p["time"] for p in points], [p["psnr"] for p in points], "o-", label=name)
+        *periodic, final = points
+        line, = ax.plot([p["time"] for p in periodic], [p["psnr"] for p in periodic], "o-",
+                        label=name, markersize=4)
+        ax.plot(final["time"], final["psnr"], "*", color=line.get_color(), markersize=12)
     ax.set(xlabel="training time (s)", ylabel="test PSNR (dB)",
-           title="NeRF: test PSNR against training time")
+           title="NeRF: test PSNR against training time\n"
+                 "(lines: periodic evaluations; stars: final, on --eval-views)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
