@@ -156,17 +156,21 @@ class MLP(nn.Module):
     ) -> torch.Tensor:
         """``between(i, z)``, when given, maps hidden layer i's pre-activation z (n, width)
         before its activation (CAM's normalise-and-modulate step)."""
-        layers = list(self.net)
         dtype = _MIXED_DTYPE.get()
-        with torch.autocast(h.device.type, dtype=dtype or torch.float32,
-                            enabled=dtype is not None):
-            if between is None:
-                for layer in layers[:-2]:
-                    h = layer(h)
-            else:
-                for i in range(self.config.n_hidden):
-                    h = layers[2 * i + 1](between(i, layers[2 * i](h)))
-            h = layers[-2](h)
-        if dtype is not None:  # the output (and its activation) in float32
-            h = h.float()
-        return layers[-1](h)
+        if dtype is None:
+            return self.net[-1](self._linear_out(h, between))
+        with torch.autocast(h.device.type, dtype=dtype):
+            z = self._linear_out(h, between)
+        return self.net[-1](z.float())  # the output (and its activation) in float32
+
+    def _linear_out(self, h: torch.Tensor,
+                    between: Callable[[int, torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """The hidden layers and the output layer, before the output activation."""
+        layers = list(self.net)
+        if between is None:
+            for layer in layers[:-1]:
+                h = layer(h)
+            return h
+        for i in range(self.config.n_hidden):
+            h = layers[2 * i + 1](between(i, layers[2 * i](h)))
+        return layers[-2](h)

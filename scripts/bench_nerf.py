@@ -21,7 +21,7 @@ import tyro
 from fieldfit.scenes import SceneOptions, load_nerf_scene
 
 from fieldfit.bench import report
-from fieldfit.device import autocast
+from fieldfit.device import Precision, autocast
 from fieldfit.io import write_image
 from fieldfit.tasks import NerfTask, NerfTaskConfig, build_task
 from fieldfit.trainer import Trainer, TrainerConfig
@@ -51,7 +51,7 @@ class Args:
     """steps between curve points (0: no curve)"""
     video_frames: int = 12
     """turntable frames written per run (0: none)"""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """fp32, or mixed (the MLPs in bfloat16 on a CPU, float16 on CUDA)"""
     profile_steps: int = 0
     """after training, time this many extra steps and print where the time goes"""

@@ -65,7 +65,7 @@ def test_every_backend_marches_the_reference_samples(name):
 @pytest.mark.parametrize("name", cpu_backends())
 def test_every_backend_marches_the_reference_samples_on_hard_rays(name):
     # sparse random cells (a ray crosses many empty cells between occupied ones), rays along
-    # the axes and on the cells' faces (exit distances tie or are infinite), origins inside
+    # the axes (zero direction components) and on the cells' faces, origins inside the box
     renderer = load(name)
     grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
     g = torch.Generator().manual_seed(3)

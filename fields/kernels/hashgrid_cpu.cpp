@@ -266,7 +266,7 @@ class GradientPool {
     return *pool;
   }
 
-  // A zero-filled (rows, cols) tensor like `like`, its memory from the pool.
+  // A zero-filled (rows, cols) tensor with `options`, its memory from the pool.
   at::Tensor zeros(int64_t rows, int64_t cols, const at::TensorOptions& options) {
     const size_t bytes = static_cast<size_t>(rows * cols) * options.dtype().itemsize();
     void* data = take(bytes);
