@@ -52,9 +52,13 @@ class TrainerConfig:
     seconds: float | None = None
     """training-time budget in seconds: it counts the optimisation steps only (not loading,
     sampling the data, building kernels, evaluating or writing outputs). The step count is
-    estimated from the speed of a few probe steps, then fixed and recorded as planned_steps
-    in config.json and metrics.json (pass it as --steps to repeat the run exactly); given
-    with --steps, the smaller count wins"""
+    planned from the speed of a few probe steps and revised at 1/4, 1/2 and 3/4 of the run
+    from the speed since the last revision; metrics.json records the plan (pass it as
+    --plan to repeat the run exactly); given with --steps, the smaller count wins"""
+    plan: tuple[int, ...] = ()
+    """a --seconds run's plan as metrics.json records it, pairs STEP TOTAL: from step STEP on
+    the run is TOTAL steps long (the lr schedule follows); repeats that run bit for bit
+    (instead of --steps and --seconds)"""
     lr_encoding: float | None = None
     """learning rate of encodings (grids, planes, RBF weights); unset: the field preset's
     recommendation, else 1e-2"""
@@ -96,6 +100,10 @@ class TrainerConfig:
             raise UserError(f"--steps {self.steps}: must be >= 0")
         if self.seconds is not None and not self.seconds > 0:
             raise UserError(f"--seconds {self.seconds}: must be > 0")
+        if self.plan:
+            check_plan(self.plan)
+            if self.steps is not None or self.seconds is not None:
+                raise UserError("--plan: give it instead of --steps and --seconds")
         for name in ("lr_encoding", "lr_decoder"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be > 0")
@@ -119,15 +127,38 @@ class TrainerConfig:
 
     @property
     def total_steps(self) -> int | None:
-        """The step count, unless it is to be estimated from ``seconds``."""
+        """The step count, unless it is to be estimated from ``seconds`` (the last of a
+        ``plan``)."""
+        if self.plan:
+            return self.plan[-1]
         if self.steps is None and self.seconds is None:
             return DEFAULT_STEPS
         return self.steps
 
 
+def check_plan(plan: tuple[int, ...]) -> None:
+    """UserError unless ``plan`` is pairs STEP TOTAL starting at step 0, each revision made
+    before the run planned so far had ended."""
+    pairs = list(zip(plan[::2], plan[1::2], strict=False))
+    ok = len(plan) >= 2 and len(plan) % 2 == 0 and pairs[0][0] == 0
+    ok = ok and all(t >= 1 for _, t in pairs) and all(
+        s0 < s1 < t0 for (s0, t0), (s1, _) in zip(pairs, pairs[1:], strict=False))
+    if not ok:
+        raise UserError(f"--plan {' '.join(map(str, plan))}: must be pairs STEP TOTAL from "
+                        "step 0 on, each STEP after the previous one and before its TOTAL")
+
+
 PROBE_STEPS = 3
 """timed probe steps (after one untimed) from which a --seconds budget's step count is
 estimated"""
+
+REPLAN_AT = (0.25, 0.5, 0.75)
+"""fractions of a --seconds run's planned steps at which the plan is revised from the speed
+of the steps since the last revision (steps get slower or faster as a fit proceeds: a NeRF's
+ray count grows as its occupancy grid empties)"""
+
+REPLAN_TOLERANCE = 0.02
+"""a revision that changes the step count by less than this fraction is not made"""
 
 
 Hook = Callable[["Trainer"], None]
@@ -174,8 +205,11 @@ class Trainer:
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.step = 0
         self.elapsed = 0.0
-        self.planned_steps: int | None = config.total_steps
-        """steps this run trains for (estimated from --seconds by :meth:`plan`)"""
+        self.plan_pairs: list[tuple[int, int]] = []
+        """(step, total) revisions of the plan: from ``step`` on the run is ``total`` steps
+        long (fixed by :meth:`plan`, revised for a --seconds budget)"""
+        self._pace_mark = (0, 0.0)
+        """(step, elapsed) where the pace of the next revision starts"""
         self.history: list[dict] = []
         self.saved_step: int | None = None
         """step of the checkpoint on disk that this run wrote or resumed from"""
@@ -195,7 +229,15 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "planned_steps": self.planned_steps,
+            "plan": [x for pair in self.plan_pairs for x in pair],
         }
+
+    @property
+    def planned_steps(self) -> int | None:
+        """Steps this run trains for, as planned so far (None before :meth:`plan`)."""
+        if not self.plan_pairs and self.config.seconds is None:
+            return self.config.total_steps
+        return self.plan_pairs[-1][1] if self.plan_pairs else None
 
     def to_checkpoint(self) -> Checkpoint:
         tensors, groups = optimizer_to_tensors(self.optimizer)
@@ -226,10 +268,12 @@ class Trainer:
             self.generator.set_state(ckpt.rng)
         self.step = int(ckpt.meta["step"])
         self.elapsed = float(ckpt.meta["elapsed"])
-        saved = ckpt.meta.get("planned_steps")
-        if self.config.steps is None and isinstance(saved, int) and \
+        saved = ckpt.meta.get("plan") or [0, ckpt.meta.get("planned_steps")]
+        if self.config.seconds is not None and self.config.steps is None and \
+                all(isinstance(x, int) for x in saved) and \
                 ckpt.meta["trainer_config"].get("seconds") == self.config.seconds:
-            self.planned_steps = saved  # the same budget: the same plan
+            self.plan_pairs = list(zip(saved[::2], saved[1::2], strict=True))  # the same plan
+        self._pace_mark = (self.step, self.elapsed)
         self.saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -304,30 +348,61 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
     def plan(self) -> int:
-        """Fix :attr:`planned_steps`: the step count, or for a ``--seconds`` budget the steps
-        that fit in it at the speed measured so far (a resumed run's) or on probe steps."""
+        """The step count in force at this step: ``--steps``, ``--plan``'s, or for a
+        ``--seconds`` budget the steps that fit in it at the speed measured so far (a resumed
+        run's) or on probe steps (revised later by :meth:`_replan`)."""
         c = self.config
-        if c.seconds is None:  # a step count (also one changed after construction)
-            self.planned_steps = c.total_steps
-        if self.planned_steps is not None:
-            return self.planned_steps
-        if self.step > 0 and self.elapsed > 0:
-            per_step = self.elapsed / self.step
-        else:
-            per_step = self._probe_seconds_per_step()
-        per_step = distributed.mean_values({"s": per_step})["s"]  # one plan for all ranks
+        if c.plan:
+            self.plan_pairs = list(zip(c.plan[::2], c.plan[1::2], strict=True))
+        elif c.seconds is None:  # a step count (also one changed after construction)
+            self.plan_pairs = [(0, c.total_steps)]
+        if not self.plan_pairs:
+            if self.step > 0 and self.elapsed > 0:
+                per_step = self.elapsed / self.step
+            else:
+                per_step = self._probe_seconds_per_step()
+            per_step = distributed.mean_values({"s": per_step})["s"]  # one plan for all ranks
+            total = self._steps_in_budget(per_step)
+            self.plan_pairs = [(0, total)]
+            log.info("--seconds %g: %.3g s per step -> %d steps (revised at %s of them)",
+                     c.seconds, per_step, total,
+                     ", ".join(f"{f:.0%}" for f in REPLAN_AT))
+        return next(t for s, t in reversed(self.plan_pairs) if s <= self.step)
+
+    def _steps_in_budget(self, per_step: float) -> int:
+        """The run's length if the steps left in the ``--seconds`` budget take ``per_step``
+        seconds each (capped by ``--steps``)."""
+        c = self.config
         remaining = max(c.seconds - self.elapsed, 0.0)
-        planned = self.step + max(1, int(remaining / per_step))
-        self.planned_steps = min(planned, c.steps) if c.steps is not None else planned
-        log.info("--seconds %g: %.3g s per step -> %d steps (planned_steps; --steps %d "
-                 "repeats this run)", c.seconds, per_step, self.planned_steps,
-                 self.planned_steps)
-        return self.planned_steps
+        total = self.step + max(1, int(remaining / max(per_step, 1e-9)))
+        return min(total, c.steps) if c.steps is not None else total
+
+    def _replan(self, bar) -> None:
+        """At :data:`REPLAN_AT` of a ``--seconds`` run, revise its length from the speed of
+        the steps since the last revision. ``elapsed`` is the ranks' mean, so every rank of a
+        torchrun makes the same revision."""
+        c, total = self.config, self.plan()
+        if c.seconds is None or c.plan or self.step <= self.plan_pairs[-1][0] or \
+                self.step not in {round(f * total) for f in REPLAN_AT}:
+            return
+        start, start_time = self._pace_mark
+        self._pace_mark = (self.step, self.elapsed)
+        if self.step <= start:
+            return
+        per_step = (self.elapsed - start_time) / (self.step - start)
+        revised = max(self._steps_in_budget(per_step), self.step + 1)
+        if abs(revised - total) <= REPLAN_TOLERANCE * total:
+            return
+        self.plan_pairs.append((self.step, revised))
+        bar.total = revised
+        bar.refresh()
+        log.info("--seconds %g: %.3g s per step since step %d -> %d steps (was %d)",
+                 c.seconds, per_step, start, revised, total)
 
     def _probe_seconds_per_step(self) -> float:
         """Seconds per training step, timed on :data:`PROBE_STEPS` steps after an untimed one;
         the model, its buffers, the optimiser and the generator are restored afterwards, so
-        the run is the one ``--steps planned_steps`` makes."""
+        the run is the one ``--plan`` of its record makes."""
         model_state = {k: v.clone() for k, v in self.task.model.state_dict().items()}
         optimizer_state = copy.deepcopy(self.optimizer.state_dict())
         generator_state = self.generator.get_state()
@@ -445,6 +520,7 @@ class Trainer:
                     self.elapsed = distributed.mean_values({"t": self.elapsed})["t"]
                 if "mse" in values:
                     values["psnr"] = psnr_from_mse(values["mse"])
+                self._replan(bar)
                 for hook in self.hooks if self.main else ():
                     hook(self)
                 bar.update(1)
@@ -477,11 +553,14 @@ class Trainer:
             budget = f" (budget {c.seconds:g} s)" if c.seconds else ""
             log.info("done: %d steps in %.1f s of training%s, %.1f steps/s", self.step,
                      self.elapsed, budget, steps_per_s)
+            if c.seconds:
+                log.info("--plan %s repeats this run", " ".join(map(str, self.meta()["plan"])))
         extra = {}
         if self.averager is not None:
             extra = {"ranks": distributed.world_size(),
                      "allreduce_s_per_step": self.averager.seconds / max(self.averager.calls, 1)}
         return {**result, "steps": self.step, "planned_steps": self.planned_steps,
+                "plan": self.meta()["plan"],
                 "seconds": self.elapsed, "steps_per_s": steps_per_s, **extra}
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from fieldfit.scenes import ImageTarget, procedural_image
 
+from fieldfit.errors import UserError
 from fieldfit.io import read_jsonl
 from fieldfit.run import run_task
 from fieldfit.schedule import lr_factor, warmup_steps
@@ -40,19 +41,68 @@ def _losses(run) -> list[float]:
     return [r["loss"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
 
 
-def test_seconds_budget_is_recorded_and_repeatable_by_steps(tmp_path):
-    """A --seconds run plans its step count from probe steps (undone afterwards), records it,
-    and `--steps planned_steps` repeats it bit for bit."""
+def test_seconds_budget_is_recorded_and_repeatable_by_plan(tmp_path):
+    """A --seconds run plans its step count from probe steps (undone afterwards), records the
+    plan, and `--plan` of the record repeats it bit for bit."""
     timed = run_task(small_task(), TrainerConfig(seconds=2.0, log_every=1), tmp_path / "a",
                      progress=False)
-    planned = timed["planned_steps"]
-    assert timed["steps"] == planned >= 1
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["planned_steps"] == planned
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["planned_steps"] == planned
-    stepped = run_task(small_task(), TrainerConfig(steps=planned, log_every=1), tmp_path / "b",
-                       progress=False)
+    planned, plan = timed["planned_steps"], timed["plan"]
+    assert timed["steps"] == planned == plan[-1] >= 1 and plan[0] == 0
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["plan"] == plan
+    first = json.loads((tmp_path / "a" / "config.json").read_text())["plan"]
+    assert first == plan[:2]  # the probe's plan, before any revision
+    repeat = run_task(small_task(), TrainerConfig(plan=tuple(plan), log_every=1),
+                      tmp_path / "b", progress=False)
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
-    assert timed["psnr"] == stepped["psnr"]
+    assert timed["psnr"] == repeat["psnr"]
+
+
+class StepClock:
+    """A fake ``time.perf_counter`` that only advances when a training step runs: by
+    ``slow`` seconds from step ``switch`` on, else by ``fast`` (a fit that gets slower)."""
+
+    def __init__(self, fast: float, slow: float, switch: int):
+        self.now, self.fast, self.slow, self.switch = 0.0, fast, slow, switch
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wrap(self, task):
+        train_step = task.train_step
+
+        def timed_step(step, generator):
+            self.now += self.slow if step >= self.switch else self.fast
+            return train_step(step, generator)
+
+        task.train_step = timed_step
+        return task
+
+
+def test_seconds_plan_is_revised_when_steps_slow_down(tmp_path, monkeypatch):
+    """Steps that get twice as slow after the probe: the plan is revised from the measured
+    speed so the run ends near its budget (without revisions it would take 1.75x), and the
+    recorded plan repeats the run with the same losses."""
+    import fieldfit.trainer as trainer_module
+
+    clock = StepClock(fast=0.01, slow=0.02, switch=25)
+    monkeypatch.setattr(trainer_module.time, "perf_counter", clock)
+    timed = run_task(clock.wrap(small_task()), TrainerConfig(seconds=2.0, log_every=1),
+                     tmp_path / "a", progress=False)
+    plan = timed["plan"]
+    assert plan[:2] == [0, 200]  # the probe saw only fast steps
+    assert len(plan) > 2  # revised
+    assert 1.9 <= timed["seconds"] <= 2.1  # 200 steps as planned first would take 3.75 s
+    monkeypatch.undo()
+    repeat = run_task(small_task(), TrainerConfig(plan=tuple(plan), log_every=1),
+                      tmp_path / "b", progress=False)
+    assert repeat["steps"] == timed["steps"] == plan[-1]
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+@pytest.mark.parametrize("plan", [(5, 100), (0, 100, 150, 200), (0, 100, 50), (0, 0)])
+def test_bad_plan_is_a_user_error(plan):
+    with pytest.raises(UserError, match="--plan"):
+        TrainerConfig(plan=plan)
 
 
 def test_same_seed_and_steps_on_one_and_two_threads(tmp_path):
