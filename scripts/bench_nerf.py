@@ -143,7 +143,7 @@ def strip(task: NerfTask, index: int) -> np.ndarray:
     split = task.scene.splits["test"]
     truth = split.composited(task.scene.background)[index].numpy()
     view = next(v for v in task._eval_renders() if v["index"] == index)
-    return np.concatenate([truth, view["rgb"], view["depth_image"]], axis=1)
+    return np.concatenate([truth, view["rgb"], task.depth_image(view)], axis=1)
 
 
 def run_one(args: Args, scene_name: str, field: str) -> tuple[dict, list[dict], np.ndarray]:

@@ -463,7 +463,7 @@ class RayTask(Task):
         for view in self._eval_renders():
             stem = folder / f"test_{view['index']:03d}"
             write_image(stem.with_name(stem.name + ".png"), view["rgb"])
-            write_image(stem.with_name(stem.name + "_depth.png"), view["depth_image"])
+            write_image(stem.with_name(stem.name + "_depth.png"), self.depth_image(view))
             paths += [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + "_depth.png")]
         return paths
 
@@ -523,16 +523,19 @@ class RayTask(Task):
         for i in tracked(mine, "evaluating test views", "view"):
             view = self.render_view(split.cameras, i)
             pred = torch.from_numpy(view["rgb"])
-            image, lo, hi = colorize_depth_range(view["depth"], view["opacity"] > 0.5)
-            view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]),
-                        depth_image=with_colour_bar(image, lo, hi, self.depth_label,
-                                                    reverse=True))
+            view.update(index=i, psnr=psnr(pred, truth[i]), ssim=ssim(pred, truth[i]))
             views.append(view)
         if world > 1:
             views = sorted((v for part in distributed.all_gather_objects(views) for v in part),
                            key=lambda v: self.eval_indices.index(v["index"]))
         self._cached = (key, views)
         return views
+
+    def depth_image(self, view: dict) -> np.ndarray:
+        """The colour-mapped depth of a rendered ``view`` (:meth:`render_view`) with its colour
+        bar (made only where it is written: evaluation needs none)."""
+        image, lo, hi = colorize_depth_range(view["depth"], view["opacity"] > 0.5)
+        return with_colour_bar(image, lo, hi, self.depth_label, reverse=True)
 
     @torch.no_grad()
     def _announce_eval_time(self, cameras: Cameras, indices: list[int]) -> None:
