@@ -147,6 +147,10 @@ class MLP(nn.Module):
             return SineComposition(c.width, *c.sine_composition)
         if c.activation.lower() == "sine":
             return Sine(c.omega)
+        if c.activation.lower() == "relu":
+            # in place on the fresh output of the layer before (or of CAM's modulation): no
+            # second (n, width) tensor per layer; +3-4% NeRF steps/s on a 2-core CPU
+            return nn.ReLU(inplace=True)
         return make_activation(c.activation)
 
     def forward(
