@@ -90,7 +90,7 @@ class TrainerConfig:
     """where the run computes: auto (CUDA when available, else CPU), cpu, cuda or cuda:N"""
     precision: Precision = "fp32"
     """fp32, or mixed: the MLPs under autocast, float16 with loss scaling on CUDA, bfloat16
-    on a CPU with bfloat16 instructions"""
+    on a CPU with bfloat16 instructions (faster on some CPUs, slower on others: time both)"""
     dist_timeout: float = 300.0
     """under torchrun: seconds a rank waits for its peers in a collective before it stops
     with an error (also bounds rank 0's lone evaluations of image and SDF runs)"""
