@@ -208,8 +208,9 @@ class Trainer:
         self.plan_pairs: list[tuple[int, int]] = []
         """(step, total) revisions of the plan: from ``step`` on the run is ``total`` steps
         long (fixed by :meth:`plan`, revised for a --seconds budget)"""
-        self._pace_mark = (0, 0.0)
-        """(step, elapsed) where the pace of the next revision starts"""
+        self._pace_mark = (0, 0.0, 0.0)
+        """(step, elapsed, fraction of the plan then in force) where the pace of the next
+        revision starts; only the :data:`REPLAN_AT` fractions past it are due"""
         self.history: list[dict] = []
         self.saved_step: int | None = None
         """step of the checkpoint on disk that this run wrote or resumed from"""
@@ -273,7 +274,8 @@ class Trainer:
                 all(isinstance(x, int) for x in saved) and \
                 ckpt.meta["trainer_config"].get("seconds") == self.config.seconds:
             self.plan_pairs = list(zip(saved[::2], saved[1::2], strict=True))  # the same plan
-        self._pace_mark = (self.step, self.elapsed)
+        passed = self.step / self.plan_pairs[-1][1] if self.plan_pairs else 0.0
+        self._pace_mark = (self.step, self.elapsed, passed)
         self.saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -378,17 +380,17 @@ class Trainer:
         return min(total, c.steps) if c.steps is not None else total
 
     def _replan(self, bar) -> None:
-        """At :data:`REPLAN_AT` of a ``--seconds`` run, revise its length from the speed of
-        the steps since the last revision. ``elapsed`` is the ranks' mean, so every rank of a
-        torchrun makes the same revision."""
+        """At each of :data:`REPLAN_AT` of a ``--seconds`` run (once each, as fractions of the
+        plan in force), revise its length from the speed of the steps since the last one.
+        ``elapsed`` is the ranks' mean, so every rank of a torchrun makes the same revision."""
         c, total = self.config, self.plan()
-        if c.seconds is None or c.plan or self.step <= self.plan_pairs[-1][0] or \
-                self.step not in {round(f * total) for f in REPLAN_AT}:
+        if c.seconds is None or c.plan or self.step <= self.plan_pairs[-1][0]:
             return
-        start, start_time = self._pace_mark
-        self._pace_mark = (self.step, self.elapsed)
-        if self.step <= start:
+        start, start_time, passed = self._pace_mark
+        due = [f for f in REPLAN_AT if f > passed and self.step == round(f * total)]
+        if not due or self.step <= start:
             return
+        self._pace_mark = (self.step, self.elapsed, due[0])
         per_step = (self.elapsed - start_time) / (self.step - start)
         revised = max(self._steps_in_budget(per_step), self.step + 1)
         if abs(revised - total) <= REPLAN_TOLERANCE * total:
