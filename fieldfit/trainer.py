@@ -136,10 +136,16 @@ class TrainerConfig:
         return self.steps
 
 
+def plan_pairs_of(plan: Sequence[int]) -> list[tuple[int, int]]:
+    """The (step, total) pairs of a flat ``STEP TOTAL ...`` plan (a trailing odd value is
+    dropped: :func:`check_plan` rejects it)."""
+    return list(zip(plan[::2], plan[1::2], strict=False))
+
+
 def check_plan(plan: tuple[int, ...]) -> None:
     """UserError unless ``plan`` is pairs STEP TOTAL starting at step 0, each revision made
     before the run planned so far had ended."""
-    pairs = list(zip(plan[::2], plan[1::2], strict=False))
+    pairs = plan_pairs_of(plan)
     ok = len(plan) >= 2 and len(plan) % 2 == 0 and pairs[0][0] == 0
     ok = ok and all(t >= 1 for _, t in pairs) and all(
         s0 < s1 < t0 for (s0, t0), (s1, _) in zip(pairs, pairs[1:], strict=False))
@@ -230,8 +236,13 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "planned_steps": self.planned_steps,
-            "plan": [x for pair in self.plan_pairs for x in pair],
+            "plan": self.recorded_plan,
         }
+
+    @property
+    def recorded_plan(self) -> list[int]:
+        """:attr:`plan_pairs` flat, as ``--plan`` takes them and metrics.json records them."""
+        return [x for pair in self.plan_pairs for x in pair]
 
     @property
     def planned_steps(self) -> int | None:
@@ -271,9 +282,9 @@ class Trainer:
         self.elapsed = float(ckpt.meta["elapsed"])
         saved = ckpt.meta.get("plan") or [0, ckpt.meta.get("planned_steps")]
         if self.config.seconds is not None and self.config.steps is None and \
-                all(isinstance(x, int) for x in saved) and \
+                len(saved) % 2 == 0 and all(isinstance(x, int) for x in saved) and \
                 ckpt.meta["trainer_config"].get("seconds") == self.config.seconds:
-            self.plan_pairs = list(zip(saved[::2], saved[1::2], strict=True))  # the same plan
+            self.plan_pairs = plan_pairs_of(saved)  # the same budget: the same plan
         passed = self.step / self.plan_pairs[-1][1] if self.plan_pairs else 0.0
         self._pace_mark = (self.step, self.elapsed, passed)
         self.saved_step = self.step
@@ -355,7 +366,7 @@ class Trainer:
         run's) or on probe steps (revised later by :meth:`_replan`)."""
         c = self.config
         if c.plan:
-            self.plan_pairs = list(zip(c.plan[::2], c.plan[1::2], strict=True))
+            self.plan_pairs = plan_pairs_of(c.plan)
         elif c.seconds is None:  # a step count (also one changed after construction)
             self.plan_pairs = [(0, c.total_steps)]
         if not self.plan_pairs:
@@ -384,9 +395,9 @@ class Trainer:
         plan in force), revise its length from the speed of the steps since the last one.
         ``elapsed`` is the ranks' mean, so every rank of a torchrun makes the same revision."""
         c, total = self.config, self.plan()
-        if c.seconds is None or c.plan or self.step <= self.plan_pairs[-1][0]:
+        if c.seconds is None or c.plan:
             return
-        start, start_time, passed = self._pace_mark
+        start, start_time, passed = self._pace_mark  # revisions are made only at marks
         due = [f for f in REPLAN_AT if f > passed and self.step == round(f * total)]
         if not due or self.step <= start:
             return
@@ -556,13 +567,13 @@ class Trainer:
             log.info("done: %d steps in %.1f s of training%s, %.1f steps/s", self.step,
                      self.elapsed, budget, steps_per_s)
             if c.seconds:
-                log.info("--plan %s repeats this run", " ".join(map(str, self.meta()["plan"])))
+                log.info("--plan %s repeats this run", " ".join(map(str, self.recorded_plan)))
         extra = {}
         if self.averager is not None:
             extra = {"ranks": distributed.world_size(),
                      "allreduce_s_per_step": self.averager.seconds / max(self.averager.calls, 1)}
         return {**result, "steps": self.step, "planned_steps": self.planned_steps,
-                "plan": self.meta()["plan"],
+                "plan": self.recorded_plan,
                 "seconds": self.elapsed, "steps_per_s": steps_per_s, **extra}
 
 
