@@ -118,7 +118,14 @@ class OccupancyGrid(nn.Module):
         cells = self._cells_to_update(step, generator)
         occ = occupancy_fn(self.cell_centers_jittered(cells, generator)).reshape(-1)
         occ = occ * self.step_factor(cells)
-        self.occs[cells] = torch.maximum(self.occs[cells] * self.config.ema_decay, occ)
+        # A cell drawn more than once takes the max of its samples. (An indexed assignment
+        # `occs[cells] = ...` keeps an arbitrary one of the duplicates, which one depending
+        # on the threads' timing: runs would not repeat.)
+        best = torch.zeros_like(self.occs).scatter_reduce_(0, cells, occ.to(self.occs.dtype),
+                                                          "amax", include_self=False)
+        hit = torch.zeros_like(self.occs, dtype=torch.bool).index_fill_(0, cells, True)
+        self.occs.copy_(torch.where(hit, torch.maximum(self.occs * self.config.ema_decay, best),
+                                    self.occs))
         positive = self.occs[self.occs > 0]
         threshold = min(positive.mean().item(), self.config.threshold) if len(positive) else 0.0
         self.binaries.copy_((self.occs > threshold).reshape(self.binaries.shape))
@@ -141,7 +148,11 @@ class OccupancyGrid(nn.Module):
     def capped_alpha_thre(self, alpha_thre: float) -> float:
         """``alpha_thre`` capped at the mean occupancy, as nerfacc does, so a young field (all
         occupancies small) keeps its samples."""
-        return min(alpha_thre, self.occs.mean().item())
+        version = (self.occs._version, self.occs.data_ptr())
+        if self.__dict__.get("_mean_version") != version:  # every ray batch asks; R^3 cells
+            self.__dict__["_mean"] = self.occs.mean().item()
+            self.__dict__["_mean_version"] = version
+        return min(alpha_thre, self.__dict__["_mean"])
 
     @torch.no_grad()
     def sample(self, origins: torch.Tensor, directions: torch.Tensor, step_size: float,

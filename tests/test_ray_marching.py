@@ -171,6 +171,21 @@ def test_occupancy_grid_of_a_sphere_marks_cells_outside_empty():
     assert torch.equal(grid.occupied(lo + 1 / res), flat)  # point query agrees with the cells
 
 
+def test_occupancy_update_takes_the_max_of_a_cell_drawn_twice(monkeypatch):
+    # an indexed assignment would keep either duplicate, depending on the threads' timing
+    grid = OccupancyGrid(AABB.float(), OccupancyConfig(resolution=8))
+    grid.occs.fill_(0.5)
+    cells = torch.tensor([5, 9, 5, 5, 9] * 20000)  # enough rows for a parallel assignment
+    values = torch.tensor([0.2, 0.3, 0.9, 0.1, 0.25] * 20000)
+    monkeypatch.setattr(grid, "_cells_to_update", lambda step, generator: cells)
+    monkeypatch.setattr(grid, "cell_centers_jittered", lambda c, generator: torch.zeros(len(c), 3))
+    grid.update(100, lambda x: values, torch.Generator())
+    want = torch.full((8**3,), 0.5)
+    decay = grid.config.ema_decay
+    want[5], want[9] = max(0.5 * decay, 0.9), max(0.5 * decay, 0.3)
+    assert torch.equal(grid.occs, want)
+
+
 def test_cell_indices_follow_nerfacc_layout():
     point = torch.tensor([[-0.99, 0.01, 0.99]])  # cell (0, 2, 3) of a 4^3 grid
     assert cell_indices(point, AABB.float(), 4).item() == (0 * 4 + 2) * 4 + 3
