@@ -48,26 +48,16 @@ std::vector<int64_t> offsets_of(const int64_t* counts, int64_t n) {
   return out;
 }
 
-inline int64_t cell_of(float px, float py, float pz, const float* box, int64_t res) {
-  const float p[3] = {px, py, pz};
-  int64_t ijk[3];
-  for (int a = 0; a < 3; ++a) {
-    float unit = (p[a] - box[a]) / (box[a + 3] - box[a]);
-    int64_t i = static_cast<int64_t>(std::floor(unit * static_cast<float>(res)));
-    ijk[a] = std::min<int64_t>(std::max<int64_t>(i, 0), res - 1);
-  }
-  return (ijk[0] * res + ijk[1]) * res + ijk[2];
-}
-
 // origins, directions (n, 3); near, k_first (n,) float; counts (n,) int64 lattice samples per
-// ray; aabb (6,); binaries (R^3,) bool. -> ray_indices, t_starts, t_ends of the occupied ones.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const at::Tensor& origins,
-                                                     const at::Tensor& directions,
-                                                     const at::Tensor& near,
-                                                     const at::Tensor& k_first,
-                                                     const at::Tensor& counts, double step,
-                                                     const at::Tensor& aabb,
-                                                     const at::Tensor& binaries, int64_t res) {
+// ray; aabb (6,); binaries (R^3,) bool; coarse (C^3,) bool, C = ceil(R / factor), true where any
+// cell of its factor^3 block is occupied. -> ray_indices, t_starts, t_ends of the occupied ones.
+// A sample inside an empty block skips the block: the samples whose midpoints lie before the
+// ray leaves it, less a margin far above the float rounding of midpoints and cell indices, are
+// dropped unseen (the reference drops them too); every other sample is tested as the reference.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> march(
+    const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& near,
+    const at::Tensor& k_first, const at::Tensor& counts, double step, const at::Tensor& aabb,
+    const at::Tensor& binaries, int64_t res, const at::Tensor& coarse, int64_t factor) {
   check_cpu(origins, at::kFloat, "origins");
   check_cpu(directions, at::kFloat, "directions");
   check_cpu(near, at::kFloat, "near");
@@ -75,6 +65,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const at::Tensor& origins,
   check_cpu(counts, at::kLong, "counts");
   check_cpu(aabb, at::kFloat, "aabb");
   check_cpu(binaries, at::kBool, "binaries");
+  check_cpu(coarse, at::kBool, "coarse");
+  const int64_t cres = (res + factor - 1) / factor;
+  TORCH_CHECK(factor >= 1 && coarse.numel() == cres * cres * cres,
+              "render_cpu: coarse must have ceil(R / factor)^3 cells");
   const int64_t n = origins.size(0);
   const float* o = origins.data_ptr<float>();
   const float* d = directions.data_ptr<float>();
@@ -83,21 +77,65 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const at::Tensor& origins,
   const int64_t* cnt = counts.data_ptr<int64_t>();
   const float* box = aabb.data_ptr<float>();
   const bool* occ = binaries.data_ptr<bool>();
+  const bool* blocks = coarse.data_ptr<bool>();
   const float fstep = static_cast<float>(step);
+  const double inv_step = 1.0 / step;
+  double cell[3], margin = INFINITY;
+  for (int a = 0; a < 3; ++a) {
+    cell[a] = (static_cast<double>(box[a + 3]) - box[a]) / static_cast<double>(res);
+    margin = std::min(margin, 1e-3 * cell[a]);
+  }
+  // one pass: each block of kRayGrain rays keeps its samples' starts in its own buffer
+  const int64_t n_blocks = (n + kRayGrain - 1) / kRayGrain;
   std::vector<int64_t> kept(n, 0);
-  auto visit = [&](int64_t r, auto&& emit) {
-    for (int64_t j = 0; j < cnt[r]; ++j) {
+  std::vector<std::vector<float>> starts(n_blocks);
+  auto visit = [&](int64_t r, std::vector<float>& out) {
+    const float* orr = o + 3 * r;
+    const float* dr = d + 3 * r;
+    double inv_d[3];
+    for (int a = 0; a < 3; ++a) inv_d[a] = dr[a] == 0.0f ? 0.0 : 1.0 / dr[a];
+    const size_t before = out.size();
+    for (int64_t j = 0; j < cnt[r];) {
       float k = kf[r] + static_cast<float>(j);
       float t0 = nr[r] + k * fstep;
       float t1 = t0 + fstep;
       float mid = 0.5f * (t0 + t1);
-      int64_t c = cell_of(o[3 * r] + mid * d[3 * r], o[3 * r + 1] + mid * d[3 * r + 1],
-                          o[3 * r + 2] + mid * d[3 * r + 2], box, res);
-      if (occ[c]) emit(t0, t1);
+      int64_t ijk[3];
+      bool inside = true;
+      for (int a = 0; a < 3; ++a) {
+        float unit = (orr[a] + mid * dr[a] - box[a]) / (box[a + 3] - box[a]);
+        int64_t i = static_cast<int64_t>(std::floor(unit * static_cast<float>(res)));
+        inside = inside && i >= 0 && i < res;
+        ijk[a] = std::min<int64_t>(std::max<int64_t>(i, 0), res - 1);  // border cells
+      }
+      ++j;
+      if (!inside ||
+          blocks[((ijk[0] / factor) * cres + ijk[1] / factor) * cres + ijk[2] / factor]) {
+        if (occ[(ijk[0] * res + ijk[1]) * res + ijk[2]]) out.push_back(t0);
+        continue;
+      }
+      double t_exit = INFINITY;  // where the ray leaves the empty block
+      for (int a = 0; a < 3; ++a) {
+        if (dr[a] == 0.0f) continue;
+        int64_t face = dr[a] > 0.0f ? std::min((ijk[a] / factor + 1) * factor, res)
+                                    : ijk[a] / factor * factor;
+        t_exit = std::min(t_exit, (box[a] + face * cell[a] - orr[a]) * inv_d[a]);
+      }
+      t_exit -= margin + 1e-5 * (1.0 + std::fabs(t_exit));
+      // the last sample whose midpoint nr + (kf + j' + 0.5) * step is before t_exit
+      double last = std::floor((t_exit - nr[r]) * inv_step - kf[r] - 0.5);
+      if (last >= static_cast<double>(j)) {
+        j = std::min<int64_t>(static_cast<int64_t>(last) + 1, cnt[r]);
+      }
     }
+    kept[r] = static_cast<int64_t>(out.size() - before);
   };
-  at::parallel_for(0, n, kRayGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) visit(r, [&](float, float) { ++kept[r]; });
+  at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      for (int64_t r = blk * kRayGrain; r < std::min(n, (blk + 1) * kRayGrain); ++r) {
+        visit(r, starts[blk]);
+      }
+    }
   });
   std::vector<int64_t> off = offsets_of(kept.data(), n);
   auto ray_indices = at::empty({off[n]}, origins.options().dtype(at::kLong));
@@ -106,15 +144,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const at::Tensor& origins,
   int64_t* ri = ray_indices.data_ptr<int64_t>();
   float* ts = t_starts.data_ptr<float>();
   float* te = t_ends.data_ptr<float>();
-  at::parallel_for(0, n, kRayGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      int64_t i = off[r];
-      visit(r, [&](float t0, float t1) {
-        ri[i] = r;
+  at::parallel_for(0, n_blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      const int64_t first = blk * kRayGrain, last = std::min(n, first + kRayGrain);
+      int64_t i = off[first];
+      for (float t0 : starts[blk]) {
         ts[i] = t0;
-        te[i] = t1;
+        te[i] = t0 + fstep;
         ++i;
-      });
+      }
+      for (int64_t r = first; r < last; ++r) std::fill(ri + off[r], ri + off[r + 1], r);
     }
   });
   return {ray_indices, t_starts, t_ends};
@@ -313,7 +352,8 @@ std::tuple<at::Tensor, at::Tensor> composite_backward(
 TORCH_LIBRARY(fieldfit_render, m) {
   m.def(
       "march(Tensor origins, Tensor directions, Tensor near, Tensor k_first, Tensor counts, "
-      "float step, Tensor aabb, Tensor binaries, int res) -> (Tensor, Tensor, Tensor)",
+      "float step, Tensor aabb, Tensor binaries, int res, Tensor coarse, int factor) -> "
+      "(Tensor, Tensor, Tensor)",
       &march);
   m.def(
       "round_select(Tensor starts, Tensor counts, Tensor alive, int lo, int hi) -> "
