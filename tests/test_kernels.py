@@ -45,12 +45,13 @@ def small_layout(dims: int):
 
 
 def points(n: int, dims: int, layout, dtype) -> torch.Tensor:
-    """Random points, with the first rows on the box edges and on cell borders."""
+    """Random points, with the first rows on the box edges, on cell borders and outside."""
     x = torch.rand(n, dims, dtype=torch.float64)
     scale = layout.levels[1].scale
     special = torch.tensor([[0.0] * dims, [1.0] * dims, [0.25] * dims,
                             [(3 - 0.5) / scale] * dims,  # pos = x * scale + 0.5 lands on 3
-                            [0.0, 1.0, 0.5][:dims], [1.0, 0.5 / scale, 0.0][:dims]],
+                            [0.0, 1.0, 0.5][:dims], [1.0, 0.5 / scale, 0.0][:dims],
+                            [-0.3] * dims, [1.2, -0.1, 1.05][:dims]],  # outside: rows wrap
                            dtype=torch.float64)
     if n == 1:
         special = special[1:2]

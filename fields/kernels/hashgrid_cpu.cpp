@@ -77,8 +77,11 @@ std::vector<Level> make_levels(int64_t dims, at::ArrayRef<double> scales,
   return levels;
 }
 
-// Python-style (non-negative) modulo, as torch's % on int64.
+// Python-style (non-negative) modulo, as torch's % on int64. The division only for rows
+// outside [0, m) (points outside the unit box): a 64-bit division per corner cost more than
+// the dense levels' lookups.
 inline int64_t floor_mod(int64_t a, int64_t m) {
+  if (a >= 0 && a < m) return a;
   const int64_t r = a % m;
   return r < 0 ? r + m : r;
 }
