@@ -35,9 +35,10 @@ def load_or_skip(name: str):
         pytest.skip(f"hash-grid backend {name} not installed: {err}")
 
 
-def small_layout(dims: int):
+def small_layout(dims: int, n_features: int = 2):
     # 4 levels, res 4..64: dense coarse levels and hashed fine ones in both 2D and 3D
-    layout = make_layout(dims, n_levels=4, n_features=2, log2_table=8 if dims == 2 else 10,
+    layout = make_layout(dims, n_levels=4, n_features=n_features,
+                         log2_table=8 if dims == 2 else 10,
                          base_res=4, max_res=64)
     dense = [layout.is_dense(i) for i in range(4)]
     assert any(dense) and not all(dense)
@@ -60,11 +61,12 @@ def points(n: int, dims: int, layout, dtype) -> torch.Tensor:
 
 
 def check_parity(encode, dims: int, n: int, dtype=torch.float32, table_dtype=None,
-                 device="cpu") -> None:
+                 device="cpu", n_features: int = 2) -> None:
     """Values, table gradients and input gradients of ``encode`` equal the reference's."""
-    layout = small_layout(dims)
+    layout = small_layout(dims, n_features)
     table_dtype = table_dtype or dtype
-    table = torch.randn(layout.n_entries, 2, dtype=torch.float64).to(device, table_dtype)
+    table = torch.randn(layout.n_entries, n_features, dtype=torch.float64).to(device,
+                                                                              table_dtype)
     x = points(n, dims, layout, dtype).to(device)
     tight = dtype == torch.float64 and table_dtype == torch.float64
     tol = dict(rtol=1e-10, atol=1e-10) if tight else dict(rtol=1e-4, atol=1e-4)
@@ -80,7 +82,7 @@ def check_parity(encode, dims: int, n: int, dtype=torch.float32, table_dtype=Non
         g_x, g_t = torch.autograd.grad(out, (p, t), grad)
         results.append((out, g_t, g_x))
     (out, g_t, g_x), (ref, ref_t, ref_x) = results
-    assert out.shape == ref.shape == (n, 8) and out.dtype == ref.dtype
+    assert out.shape == ref.shape == (n, 4 * n_features) and out.dtype == ref.dtype
     torch.testing.assert_close(out, ref, **tol)
     torch.testing.assert_close(g_t, ref_t, **tol)
     # input gradients carry the level scales (up to 64): compare relative to their size
@@ -92,6 +94,13 @@ def check_parity(encode, dims: int, n: int, dtype=torch.float32, table_dtype=Non
 @pytest.mark.parametrize("n", [1, 7, 1023])
 def test_parity_cpu(name, dims, n):
     check_parity(load_or_skip(name), dims, n)
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+@pytest.mark.parametrize("n_features", [1, 3, 4, 8])
+def test_parity_cpu_other_feature_counts(name, n_features):
+    # the C++ kernels compile the common widths (1, 2, 4, 8) and take any other at run time
+    check_parity(load_or_skip(name), 3, 1023, n_features=n_features)
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -191,28 +191,45 @@ inline void sweep_blocks(const scalar_t* x, int64_t begin, int64_t end,
   }
 }
 
-template <typename scalar_t, int D>
+// F > 0: the table's features per row, known at compile time, so a point's sums live in
+// registers (through `out` and `table`, which the compiler must assume alias, every += was a
+// store and a reload); F = 0: n_features at run time. Same operations in the same order.
+template <typename scalar_t, int D, int F>
 void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* out, int64_t n,
                   int64_t n_features, const std::vector<Level>& levels) {
-  const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
+  constexpr int kAcc = F > 0 ? F : 1;
+  const int64_t nf = F > 0 ? F : n_features;
+  const int64_t width = static_cast<int64_t>(levels.size()) * nf;
   at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
-    sweep_blocks<scalar_t, D>(x, begin, end, levels, table, n_features, [&](int64_t p, size_t l) {
+    sweep_blocks<scalar_t, D>(x, begin, end, levels, table, nf, [&](int64_t p, size_t l) {
       const Cell<scalar_t, D> cell(x + p * D, levels[l]);
-      scalar_t* o = out + p * width + static_cast<int64_t>(l) * n_features;
-      for (int64_t f = 0; f < n_features; ++f) o[f] = 0;
-      for (int c = 0; c < (1 << D); ++c) {
-        const scalar_t w = cell.weight(c);
-        const scalar_t* row = table + cell.rows[c] * n_features;
-        for (int64_t f = 0; f < n_features; ++f) o[f] += w * row[f];
+      scalar_t* o = out + p * width + static_cast<int64_t>(l) * nf;
+      if constexpr (F > 0) {
+        scalar_t acc[kAcc] = {};
+        for (int c = 0; c < (1 << D); ++c) {
+          const scalar_t w = cell.weight(c);
+          const scalar_t* row = table + cell.rows[c] * F;
+          for (int f = 0; f < F; ++f) acc[f] += w * row[f];
+        }
+        for (int f = 0; f < F; ++f) o[f] = acc[f];
+      } else {
+        for (int64_t f = 0; f < nf; ++f) o[f] = 0;
+        for (int c = 0; c < (1 << D); ++c) {
+          const scalar_t w = cell.weight(c);
+          const scalar_t* row = table + cell.rows[c] * nf;
+          for (int64_t f = 0; f < nf; ++f) o[f] += w * row[f];
+        }
       }
     });
   });
 }
 
-template <typename scalar_t, int D>
+template <typename scalar_t, int D, int F>
 void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad_table,
                      int64_t n, int64_t n_features, const std::vector<Level>& levels) {
-  const int64_t width = static_cast<int64_t>(levels.size()) * n_features;
+  constexpr int kAcc = F > 0 ? F : 1;
+  const int64_t nf = F > 0 ? F : n_features;
+  const int64_t width = static_cast<int64_t>(levels.size()) * nf;
   const int64_t n_levels = static_cast<int64_t>(levels.size());
   // small batches stay on one thread: waking the pool would cost more than the work
   const int64_t workers =
@@ -220,18 +237,40 @@ void table_grad_impl(const scalar_t* grad_out, const scalar_t* x, scalar_t* grad
   at::parallel_for(0, workers, 1, [&](int64_t first, int64_t last) {
     for (int64_t worker = first; worker < last; ++worker) {
       for (int64_t l = worker; l < n_levels; l += workers) {
-        sweep_level<scalar_t, D>(x, 0, n, levels[l], grad_table, n_features, [&](int64_t p) {
+        sweep_level<scalar_t, D>(x, 0, n, levels[l], grad_table, nf, [&](int64_t p) {
           const Cell<scalar_t, D> cell(x + p * D, levels[l]);
-          const scalar_t* g = grad_out + p * width + l * n_features;
-          for (int c = 0; c < (1 << D); ++c) {
-            const scalar_t w = cell.weight(c);
-            scalar_t* row = grad_table + cell.rows[c] * n_features;
-            for (int64_t f = 0; f < n_features; ++f) row[f] += w * g[f];
+          const scalar_t* g = grad_out + p * width + l * nf;
+          if constexpr (F > 0) {
+            scalar_t gl[kAcc];
+            for (int f = 0; f < F; ++f) gl[f] = g[f];
+            for (int c = 0; c < (1 << D); ++c) {
+              const scalar_t w = cell.weight(c);
+              scalar_t* row = grad_table + cell.rows[c] * F;
+              for (int f = 0; f < F; ++f) row[f] += w * gl[f];
+            }
+          } else {
+            for (int c = 0; c < (1 << D); ++c) {
+              const scalar_t w = cell.weight(c);
+              scalar_t* row = grad_table + cell.rows[c] * nf;
+              for (int64_t f = 0; f < nf; ++f) row[f] += w * g[f];
+            }
           }
         });
       }
     }
   });
+}
+
+// Calls fn(std::integral_constant<int, F>{}) with F = n_features for the common widths, else 0.
+template <typename Fn>
+void dispatch_features(int64_t n_features, Fn&& fn) {
+  switch (n_features) {
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 4: return fn(std::integral_constant<int, 4>{});
+    case 8: return fn(std::integral_constant<int, 8>{});
+    default: return fn(std::integral_constant<int, 0>{});
+  }
 }
 
 template <typename scalar_t, int D>
@@ -346,8 +385,11 @@ at::Tensor hash_encode_forward(const at::Tensor& x_in, const at::Tensor& table_i
   dispatch(table, dims, [&](auto scalar, auto dim) {
     using scalar_t = decltype(scalar);
     constexpr int D = decltype(dim)::value;
-    forward_impl<scalar_t, D>(x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
-                              out.data_ptr<scalar_t>(), n, n_features, levels);
+    dispatch_features(n_features, [&](auto features) {
+      forward_impl<scalar_t, D, decltype(features)::value>(
+          x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n,
+          n_features, levels);
+    });
   });
   return out;
 }
@@ -371,8 +413,11 @@ std::tuple<at::Tensor, at::Tensor> hash_encode_backward(
   dispatch(table, dims, [&](auto scalar, auto dim) {
     using scalar_t = decltype(scalar);
     constexpr int D = decltype(dim)::value;
-    table_grad_impl<scalar_t, D>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                 grad_table.data_ptr<scalar_t>(), n, n_features, levels);
+    dispatch_features(n_features, [&](auto features) {
+      table_grad_impl<scalar_t, D, decltype(features)::value>(
+          grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>(),
+          n, n_features, levels);
+    });
     if (input_grad) {
       input_grad_impl<scalar_t, D>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
                                    table.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), n,
