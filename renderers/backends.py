@@ -48,8 +48,10 @@ from .volume import (
 log = logging.getLogger("fieldfit")
 
 CPP_SOURCE = Path(__file__).with_name("render_cpu.cpp")
-BLOCK = 4
-"""cells per side of the blocks the C++ march skips whole when none of their cells is occupied"""
+BLOCKS = (16, 4)
+"""cells per side of the blocks the C++ march skips whole when none of their cells is occupied
+(coarsest first: a ray crosses big empty regions, e.g. around a floater that makes the occupied
+box the whole scene box, 16 cells at a time)"""
 
 
 class Renderer:
@@ -141,7 +143,7 @@ class CppRenderer(Renderer):
 
         load_library(CPP_SOURCE, "C++ renderer kernels")
         self.ops = torch.ops.fieldfit_render
-        self._block_cache: dict[tuple, torch.Tensor] = {}
+        self._block_cache: dict[tuple, list[torch.Tensor]] = {}
 
     def march(self, origins, directions, aabb, binaries, near_planes, far_planes, step_size,
               box=None):
@@ -159,21 +161,22 @@ class CppRenderer(Renderer):
             origins.contiguous(), directions.contiguous(), near_planes.contiguous(),
             k_first.contiguous(), counts, step_size, aabb.float().contiguous(),
             binaries.reshape(-1).contiguous(), binaries.shape[0], self._blocks(binaries),
-            BLOCK)
+            list(BLOCKS))
         return RaySamples(ray_indices, t_starts, t_ends)
 
-    def _blocks(self, binaries: torch.Tensor) -> torch.Tensor:
-        """(C^3,) bool, C = ceil(R / BLOCK): whether each BLOCK^3 block of the (R, R, R)
-        ``binaries`` has an occupied cell (the march skips the others whole). Kept until the
-        grid changes: every ray batch marches through it, and making it scans all R^3 cells."""
+    def _blocks(self, binaries: torch.Tensor) -> list[torch.Tensor]:
+        """Per factor f of :data:`BLOCKS`, (C^3,) bool, C = ceil(R / f): whether each f^3 block
+        of the (R, R, R) ``binaries`` has an occupied cell (the march skips the others whole).
+        Kept until the grid changes: every ray batch marches through them, and making them
+        scans all R^3 cells."""
         key = (binaries.data_ptr(), binaries._version, binaries.shape[0])
         if key not in self._block_cache:
             if len(self._block_cache) >= 8:  # grids of other levels or runs
                 self._block_cache.clear()
-            blocks = torch.nn.functional.max_pool3d(
-                binaries[None, None].float(), BLOCK,
-                ceil_mode=True)
-            self._block_cache[key] = (blocks > 0).reshape(-1).contiguous()
+            cells = binaries[None, None].float()
+            self._block_cache[key] = [
+                (torch.nn.functional.max_pool3d(cells, f, ceil_mode=True) > 0).reshape(-1)
+                for f in BLOCKS]
         return self._block_cache[key]
 
     def render_front_to_back(self, samples, n_rays, rgb_alpha_fn, background, early_stop_eps,

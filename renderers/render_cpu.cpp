@@ -49,15 +49,17 @@ std::vector<int64_t> offsets_of(const int64_t* counts, int64_t n) {
 }
 
 // origins, directions (n, 3); near, k_first (n,) float; counts (n,) int64 lattice samples per
-// ray; aabb (6,); binaries (R^3,) bool; coarse (C^3,) bool, C = ceil(R / factor), true where any
-// cell of its factor^3 block is occupied. -> ray_indices, t_starts, t_ends of the occupied ones.
-// A sample inside an empty block skips the block: the samples whose midpoints lie before the
-// ray leaves it, less a margin far above the float rounding of midpoints and cell indices, are
-// dropped unseen (the reference drops them too); every other sample is tested as the reference.
+// ray; aabb (6,); binaries (R^3,) bool; blocks[b] (C_b^3,) bool, C_b = ceil(R / factors[b]),
+// true where any cell of its factors[b]^3 block is occupied (coarsest first).
+// -> ray_indices, t_starts, t_ends of the occupied ones.
+// A sample inside an empty block skips the largest such block: the samples whose midpoints lie
+// before the ray leaves it, less a margin far above the float rounding of midpoints and cell
+// indices, are dropped unseen (the reference drops them too); every other sample is tested as
+// the reference.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> march(
     const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& near,
     const at::Tensor& k_first, const at::Tensor& counts, double step, const at::Tensor& aabb,
-    const at::Tensor& binaries, int64_t res, const at::Tensor& coarse, int64_t factor) {
+    const at::Tensor& binaries, int64_t res, at::TensorList blocks, at::IntArrayRef factors) {
   check_cpu(origins, at::kFloat, "origins");
   check_cpu(directions, at::kFloat, "directions");
   check_cpu(near, at::kFloat, "near");
@@ -65,10 +67,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(
   check_cpu(counts, at::kLong, "counts");
   check_cpu(aabb, at::kFloat, "aabb");
   check_cpu(binaries, at::kBool, "binaries");
-  check_cpu(coarse, at::kBool, "coarse");
-  const int64_t cres = (res + factor - 1) / factor;
-  TORCH_CHECK(factor >= 1 && coarse.numel() == cres * cres * cres,
-              "render_cpu: coarse must have ceil(R / factor)^3 cells");
+  TORCH_CHECK(blocks.size() == factors.size(), "render_cpu: one factor per block grid");
+  const size_t n_levels = blocks.size();
+  std::vector<const bool*> block_occ;
+  std::vector<int64_t> block_res;
+  for (size_t b = 0; b < n_levels; ++b) {
+    check_cpu(blocks[b], at::kBool, "blocks");
+    const int64_t f = factors[b], c = (res + f - 1) / f;
+    TORCH_CHECK(f >= 1 && blocks[b].numel() == c * c * c,
+                "render_cpu: blocks[b] must have ceil(R / factors[b])^3 cells");
+    block_occ.push_back(blocks[b].data_ptr<bool>());
+    block_res.push_back(c);
+  }
   const int64_t n = origins.size(0);
   const float* o = origins.data_ptr<float>();
   const float* d = directions.data_ptr<float>();
@@ -77,7 +87,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(
   const int64_t* cnt = counts.data_ptr<int64_t>();
   const float* box = aabb.data_ptr<float>();
   const bool* occ = binaries.data_ptr<bool>();
-  const bool* blocks = coarse.data_ptr<bool>();
   const float fstep = static_cast<float>(step);
   const double inv_step = 1.0 / step;
   double cell[3], margin = INFINITY;
@@ -109,8 +118,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> march(
         ijk[a] = std::min<int64_t>(std::max<int64_t>(i, 0), res - 1);  // border cells
       }
       ++j;
-      if (!inside ||
-          blocks[((ijk[0] / factor) * cres + ijk[1] / factor) * cres + ijk[2] / factor]) {
+      int64_t factor = 0;  // of the largest empty block holding the sample, 0 for none
+      for (size_t b = 0; inside && b < n_levels; ++b) {
+        const int64_t f = factors[b], c = block_res[b];
+        if (!block_occ[b][((ijk[0] / f) * c + ijk[1] / f) * c + ijk[2] / f]) {
+          factor = f;
+          break;
+        }
+      }
+      if (factor == 0) {
         if (occ[(ijk[0] * res + ijk[1]) * res + ijk[2]]) out.push_back(t0);
         continue;
       }
@@ -352,7 +368,7 @@ std::tuple<at::Tensor, at::Tensor> composite_backward(
 TORCH_LIBRARY(fieldfit_render, m) {
   m.def(
       "march(Tensor origins, Tensor directions, Tensor near, Tensor k_first, Tensor counts, "
-      "float step, Tensor aabb, Tensor binaries, int res, Tensor coarse, int factor) -> "
+      "float step, Tensor aabb, Tensor binaries, int res, Tensor[] blocks, int[] factors) -> "
       "(Tensor, Tensor, Tensor)",
       &march);
   m.def(
