@@ -22,10 +22,12 @@ import torch
 from fieldfit.fields.kernels import BackendRegistry
 
 from .marching import (
+    BLOCKS,
     DensityFn,
     filter_visible,
     front_to_back,
     march_rays,
+    occupied_blocks,
     occupied_box,
     ray_aabb_intersect,
 )
@@ -48,10 +50,6 @@ from .volume import (
 log = logging.getLogger("fieldfit")
 
 CPP_SOURCE = Path(__file__).with_name("render_cpu.cpp")
-BLOCKS = (16, 4)
-"""cells per side of the blocks the C++ march skips whole when none of their cells is occupied
-(coarsest first: a ray crosses big empty regions, e.g. around a floater that makes the occupied
-box the whole scene box, 16 cells at a time)"""
 
 
 class Renderer:
@@ -75,8 +73,11 @@ class Renderer:
     def march(self, origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
               binaries: torch.Tensor | None, near_planes: torch.Tensor,
               far_planes: torch.Tensor, step_size: float,
-              box: torch.Tensor | None = None) -> RaySamples:
-        """:func:`.marching.march_rays`."""
+              box: torch.Tensor | None = None,
+              blocks: list[torch.Tensor] | None = None) -> RaySamples:
+        """:func:`.marching.march_rays`; ``box`` and ``blocks`` are the
+        :func:`.marching.occupied_box` and :func:`.marching.occupied_blocks` of ``binaries``
+        where the caller keeps them (None: computed here, if used)."""
         return march_rays(origins, directions, aabb, binaries, near_planes, far_planes,
                           step_size, box)
 
@@ -87,9 +88,10 @@ class Renderer:
         """Samples through the occupied cells of ``grid`` (an :class:`.OccupancyGrid`; the
         whole box unless ``skip_empty``), then, given a closure, only the visible ones
         (:func:`.marching.filter_visible`)."""
-        binaries, box = (grid.binaries[0], grid.occupied_box()) if skip_empty else (None, None)
+        binaries, box, blocks = ((grid.binaries[0], grid.occupied_box(), grid.occupied_blocks())
+                                 if skip_empty else (None, None, None))
         samples = self.march(origins, directions, grid.aabb, binaries, near_planes, far_planes,
-                             step_size, box)
+                             step_size, box, blocks)
         if sigma_fn is None and alpha_fn is None:
             return samples
         return filter_visible(samples, origins.shape[0], sigma_fn, alpha_fn, early_stop_eps,
@@ -143,15 +145,15 @@ class CppRenderer(Renderer):
 
         load_library(CPP_SOURCE, "C++ renderer kernels")
         self.ops = torch.ops.fieldfit_render
-        self._block_cache: dict[tuple, list[torch.Tensor]] = {}
 
     def march(self, origins, directions, aabb, binaries, near_planes, far_planes, step_size,
-              box=None):
+              box=None, blocks=None):
         if binaries is None or origins.dtype != torch.float32:
             return super().march(origins, directions, aabb, binaries, near_planes, far_planes,
                                  step_size, box)
         # per ray, as the reference: the lattice range inside the occupied box
         box = occupied_box(binaries, aabb) if box is None else box
+        blocks = occupied_blocks(binaries) if blocks is None else blocks
         t_min, t_max, hits = ray_aabb_intersect(origins, directions, box)
         t_lo, t_hi = torch.maximum(t_min, near_planes), torch.minimum(t_max, far_planes)
         k_first = torch.ceil((t_lo - near_planes) / step_size - 0.5)
@@ -160,24 +162,8 @@ class CppRenderer(Renderer):
         ray_indices, t_starts, t_ends = self.ops.march(
             origins.contiguous(), directions.contiguous(), near_planes.contiguous(),
             k_first.contiguous(), counts, step_size, aabb.float().contiguous(),
-            binaries.reshape(-1).contiguous(), binaries.shape[0], self._blocks(binaries),
-            list(BLOCKS))
+            binaries.reshape(-1).contiguous(), binaries.shape[0], blocks, list(BLOCKS))
         return RaySamples(ray_indices, t_starts, t_ends)
-
-    def _blocks(self, binaries: torch.Tensor) -> list[torch.Tensor]:
-        """Per factor f of :data:`BLOCKS`, (C^3,) bool, C = ceil(R / f): whether each f^3 block
-        of the (R, R, R) ``binaries`` has an occupied cell (the march skips the others whole).
-        Kept until the grid changes: every ray batch marches through them, and making them
-        scans all R^3 cells."""
-        key = (binaries.data_ptr(), binaries._version, binaries.shape[0])
-        if key not in self._block_cache:
-            if len(self._block_cache) >= 8:  # grids of other levels or runs
-                self._block_cache.clear()
-            cells = binaries[None, None].float()
-            self._block_cache[key] = [
-                (torch.nn.functional.max_pool3d(cells, f, ceil_mode=True) > 0).reshape(-1)
-                for f in BLOCKS]
-        return self._block_cache[key]
 
     def render_front_to_back(self, samples, n_rays, rgb_alpha_fn, background, early_stop_eps,
                              alpha_thre):

@@ -47,6 +47,20 @@ def cell_indices(points: torch.Tensor, aabb: torch.Tensor, resolution: int) -> t
     return (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
 
 
+BLOCKS = (16, 4)
+"""cells per side of the blocks a march may skip whole when none of their cells is occupied
+(coarsest first: a ray crosses big empty regions, e.g. around a floater that makes the occupied
+box the whole scene box, 16 cells at a time)"""
+
+
+def occupied_blocks(binaries: torch.Tensor) -> list[torch.Tensor]:
+    """Per block size f of :data:`BLOCKS`, (C^3,) bool, C = ceil(R / f), flat as the cells:
+    whether each f^3 block of ``binaries`` (R, R, R) holds an occupied cell."""
+    cells = binaries[None, None].float()
+    return [(torch.nn.functional.max_pool3d(cells, f, ceil_mode=True) > 0).reshape(-1)
+            for f in BLOCKS]
+
+
 def occupied_box(binaries: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
     """(6,) the smallest box of whole cells holding every occupied cell of ``binaries``
     (R, R, R) over ``aabb``; an empty box behind every ray when none is occupied."""

@@ -21,6 +21,7 @@ from .marching import (
     cell_indices,
     filter_visible,
     march_rays,
+    occupied_blocks,
     occupied_box,
     ray_aabb_intersect,
 )
@@ -80,6 +81,15 @@ class OccupancyGrid(nn.Module):
             self.__dict__["_box"] = occupied_box(self.binaries[0], self.aabb)
             self.__dict__["_box_version"] = version
         return self.__dict__["_box"]
+
+    def occupied_blocks(self) -> list[torch.Tensor]:
+        """:func:`.marching.occupied_blocks` of the grid, recomputed only after ``binaries``
+        changed, as :meth:`occupied_box`."""
+        version = (self.binaries._version, self.binaries.data_ptr())
+        if self.__dict__.get("_blocks_version") != version:
+            self.__dict__["_blocks"] = occupied_blocks(self.binaries[0])
+            self.__dict__["_blocks_version"] = version
+        return self.__dict__["_blocks"]
 
     def step_factor(self, cells: torch.Tensor) -> torch.Tensor | float:
         """Render step in the flat ``cells`` (n,) relative to the base step (1 here)."""

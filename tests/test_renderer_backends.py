@@ -115,6 +115,26 @@ def test_every_backend_marches_the_reference_samples_through_empty_blocks(name):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name", cpu_backends())
+def test_every_backend_samples_fresh_grids_of_one_size(name):
+    # grids made one after another reuse each other's memory: what a backend keeps between
+    # ray batches (the occupied box and blocks) must follow the grid, not its address
+    renderer = load(name)
+    origins, directions, near = rays(500, seed=6)
+    far = torch.full_like(near, 1e10)
+    for seed in range(6):
+        grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
+        g = torch.Generator().manual_seed(seed)
+        blocks = torch.rand(8, 8, 8, generator=g) < 0.2
+        grid.binaries.copy_(blocks.repeat_interleave(4, 0).repeat_interleave(4, 1)
+                            .repeat_interleave(4, 2)[None])
+        got = renderer.sample(grid, origins, directions, 0.01, near, far, None, None, 1e-4, 0.0)
+        want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.01)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        del grid
+
+
 def ball_closure(origins, directions, leaves, from_alpha: bool):
     """Colour and density (or opacity) of a lumpy ball, depending on the parameters
     ``leaves`` = (scale, tint)."""
