@@ -62,34 +62,42 @@ def test_every_backend_marches_the_reference_samples(name):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", cpu_backends())
-def test_every_backend_marches_the_reference_samples_on_hard_rays(name):
-    # sparse random cells (a ray crosses many empty cells between occupied ones), rays along
-    # the axes (zero direction components) and on the cells' faces, origins inside the box
-    renderer = load(name)
-    grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
-    g = torch.Generator().manual_seed(3)
-    grid.binaries.copy_(torch.rand(grid.binaries.shape, generator=g) < 0.08)
-    origins, directions, near = rays(900, seed=2)
-    axis = torch.eye(3).repeat(100, 1)[:300] * torch.where(torch.arange(300) % 2 == 0, 1.0, -1.0)[
-        :, None]
-    faces = AABB[:3] + (AABB[3:] - AABB[:3]) * torch.randint(0, 33, (300, 3), generator=g) / 32
-    origins = torch.cat([origins, faces - 3 * axis, faces * 0.3])
-    directions = torch.cat([directions, axis, F.normalize(torch.randn(300, 3, generator=g),
-                                                          dim=-1)])
-    near = torch.cat([near, torch.zeros(600)])
-    far = torch.full_like(near, 1e10)
-    got = renderer.march(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.004)
-    want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.004)
-    assert len(want) > 20000
+def assert_reference_march(renderer, grid, origins, directions, near, far, step, at_least):
+    got = renderer.march(origins, directions, grid.aabb, grid.binaries[0], near, far, step)
+    want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, step)
+    assert len(want) > at_least
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
 
 
+def hard_rays(seed: int, faces: torch.Tensor, g: torch.Generator, inside: float):
+    """900 random rays, rays along the axes (both ways) from 3 units behind the 300 ``faces``
+    points, and rays in random directions from the points ``faces * inside``."""
+    origins, directions, near = rays(900, seed=seed)
+    axis = torch.eye(3).repeat(100, 1) * torch.where(torch.arange(300) % 2 == 0, 1.0, -1.0)[
+        :, None]
+    origins = torch.cat([origins, faces - 3 * axis, faces * inside])
+    directions = torch.cat([directions, axis, F.normalize(torch.randn(300, 3, generator=g),
+                                                          dim=-1)])
+    near = torch.cat([near, torch.zeros(600)])
+    return origins, directions, near, torch.full_like(near, 1e10)
+
+
+@pytest.mark.parametrize("name", cpu_backends())
+def test_every_backend_marches_the_reference_samples_on_hard_rays(name):
+    # sparse random cells (a ray crosses many empty cells between occupied ones), rays along
+    # the axes (zero direction components) and on the cells' faces, origins inside the box
+    grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
+    g = torch.Generator().manual_seed(3)
+    grid.binaries.copy_(torch.rand(grid.binaries.shape, generator=g) < 0.08)
+    faces = AABB[:3] + (AABB[3:] - AABB[:3]) * torch.randint(0, 33, (300, 3), generator=g) / 32
+    assert_reference_march(load(name), grid, *hard_rays(2, faces, g, 0.3), 0.004, 20000)
+
+
 @pytest.mark.parametrize("name", cpu_backends())
 def test_every_backend_marches_the_reference_samples_through_empty_blocks(name):
-    # occupied cells only in a few 4^3 blocks (a resolution that is no multiple of 4, so the
-    # border blocks are partial): a ray skips the empty blocks whole in the C++ march; rays
+    # occupied cells only in a few 4^3 blocks (a resolution that is no multiple of 4 or 16, so
+    # the border blocks are partial): a ray skips the empty blocks whole in the C++ march; rays
     # along the axes on the blocks' faces and from inside the box
     renderer = load(name)
     res = 38
@@ -98,21 +106,10 @@ def test_every_backend_marches_the_reference_samples_through_empty_blocks(name):
     blocks = torch.rand(10, 10, 10, generator=g) < 0.15
     cells = blocks.repeat_interleave(4, 0).repeat_interleave(4, 1).repeat_interleave(4, 2)
     grid.binaries.copy_(cells[:res, :res, :res] & (torch.rand(res, res, res, generator=g) < 0.4))
-    origins, directions, near = rays(900, seed=5)
-    axis = torch.eye(3).repeat(100, 1) * torch.where(torch.arange(300) % 2 == 0, 1.0, -1.0)[
-        :, None]
     faces = AABB[:3] + (AABB[3:] - AABB[:3]) * 4 * torch.randint(0, 10, (300, 3), generator=g) / res
-    origins = torch.cat([origins, faces - 3 * axis, faces * 0.5])
-    directions = torch.cat([directions, axis, F.normalize(torch.randn(300, 3, generator=g),
-                                                          dim=-1)])
-    near = torch.cat([near, torch.zeros(600)])
-    far = torch.full_like(near, 1e10)
+    ray_set = hard_rays(5, faces, g, 0.5)
     for step in (0.003, 0.05):  # many samples per block, and fewer than one
-        got = renderer.march(origins, directions, grid.aabb, grid.binaries[0], near, far, step)
-        want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, step)
-        assert len(want) > 2000
-        for a, b in zip(got, want, strict=True):
-            assert torch.equal(a, b)
+        assert_reference_march(renderer, grid, *ray_set, step, 2000)
 
 
 @pytest.mark.parametrize("name", cpu_backends())
