@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,24 +73,25 @@ class OccupancyGrid(nn.Module):
     def resolution(self) -> int:
         return self.config.resolution
 
+    def _derived(self, name: str, sources: tuple[torch.Tensor, ...], make: Callable[[], Any]):
+        """``make()``, kept outside the module's state and made again only after one of the
+        ``sources`` tensors changed (an update, a loaded state dict): every ray batch asks for
+        the values derived from the grid, and deriving them scans all R^3 cells."""
+        version = tuple((t._version, t.data_ptr()) for t in sources)
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] != version:
+            cached = self.__dict__[name] = (version, make())
+        return cached[1]
+
     def occupied_box(self) -> torch.Tensor:
-        """(6,) :func:`.marching.occupied_box` of the grid, recomputed only after ``binaries``
-        or ``aabb`` changed (an update, a loaded state dict): every ray batch marches
-        through it, and finding it scans all R^3 cells."""
-        version = (self.binaries._version, self.aabb._version, self.binaries.data_ptr())
-        if self.__dict__.get("_box_version") != version:  # outside the module's state
-            self.__dict__["_box"] = occupied_box(self.binaries[0], self.aabb)
-            self.__dict__["_box_version"] = version
-        return self.__dict__["_box"]
+        """(6,) :func:`.marching.occupied_box` of the grid (kept until the grid changes)."""
+        return self._derived("_box", (self.binaries, self.aabb),
+                             lambda: occupied_box(self.binaries[0], self.aabb))
 
     def occupied_blocks(self) -> list[torch.Tensor]:
-        """:func:`.marching.occupied_blocks` of the grid, recomputed only after ``binaries``
-        changed, as :meth:`occupied_box`."""
-        version = (self.binaries._version, self.binaries.data_ptr())
-        if self.__dict__.get("_blocks_version") != version:
-            self.__dict__["_blocks"] = occupied_blocks(self.binaries[0])
-            self.__dict__["_blocks_version"] = version
-        return self.__dict__["_blocks"]
+        """:func:`.marching.occupied_blocks` of the grid (kept until the grid changes)."""
+        return self._derived("_blocks", (self.binaries,),
+                             lambda: occupied_blocks(self.binaries[0]))
 
     def step_factor(self, cells: torch.Tensor) -> torch.Tensor | float:
         """Render step in the flat ``cells`` (n,) relative to the base step (1 here)."""
@@ -158,11 +160,8 @@ class OccupancyGrid(nn.Module):
     def capped_alpha_thre(self, alpha_thre: float) -> float:
         """``alpha_thre`` capped at the mean occupancy, as nerfacc does, so a young field (all
         occupancies small) keeps its samples."""
-        version = (self.occs._version, self.occs.data_ptr())
-        if self.__dict__.get("_mean_version") != version:  # every ray batch asks; R^3 cells
-            self.__dict__["_mean"] = self.occs.mean().item()
-            self.__dict__["_mean_version"] = version
-        return min(alpha_thre, self.__dict__["_mean"])
+        return min(alpha_thre, self._derived("_mean", (self.occs,),
+                                             lambda: self.occs.mean().item()))
 
     @torch.no_grad()
     def sample(self, origins: torch.Tensor, directions: torch.Tensor, step_size: float,

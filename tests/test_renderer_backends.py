@@ -70,6 +70,13 @@ def assert_reference_march(renderer, grid, origins, directions, near, far, step,
         assert torch.equal(a, b)
 
 
+def block_cells(blocks: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, B, B) bool blocks -> (B * size,) * 3 cells, each block's cells all set or all not."""
+    for axis in range(3):
+        blocks = blocks.repeat_interleave(size, axis)
+    return blocks
+
+
 def hard_rays(seed: int, faces: torch.Tensor, g: torch.Generator, inside: float):
     """900 random rays, rays along the axes (both ways) from 3 units behind the 300 ``faces``
     points, and rays in random directions from the points ``faces * inside``."""
@@ -104,8 +111,8 @@ def test_every_backend_marches_the_reference_samples_through_empty_blocks(name):
     grid = OccupancyGrid(AABB, OccupancyConfig(resolution=res))
     g = torch.Generator().manual_seed(4)
     blocks = torch.rand(10, 10, 10, generator=g) < 0.15
-    cells = blocks.repeat_interleave(4, 0).repeat_interleave(4, 1).repeat_interleave(4, 2)
-    grid.binaries.copy_(cells[:res, :res, :res] & (torch.rand(res, res, res, generator=g) < 0.4))
+    cells = block_cells(blocks, 4)[:res, :res, :res]
+    grid.binaries.copy_(cells & (torch.rand(res, res, res, generator=g) < 0.4))
     faces = AABB[:3] + (AABB[3:] - AABB[:3]) * 4 * torch.randint(0, 10, (300, 3), generator=g) / res
     ray_set = hard_rays(5, faces, g, 0.5)
     for step in (0.003, 0.05):  # many samples per block, and fewer than one
@@ -123,8 +130,7 @@ def test_every_backend_samples_fresh_grids_of_one_size(name):
         grid = OccupancyGrid(AABB, OccupancyConfig(resolution=32))
         g = torch.Generator().manual_seed(seed)
         blocks = torch.rand(8, 8, 8, generator=g) < 0.2
-        grid.binaries.copy_(blocks.repeat_interleave(4, 0).repeat_interleave(4, 1)
-                            .repeat_interleave(4, 2)[None])
+        grid.binaries.copy_(block_cells(blocks, 4)[None])
         got = renderer.sample(grid, origins, directions, 0.01, near, far, None, None, 1e-4, 0.0)
         want = march_rays(origins, directions, grid.aabb, grid.binaries[0], near, far, 0.01)
         for a, b in zip(got, want, strict=True):
